@@ -1,0 +1,86 @@
+"""Apache Airflow provider for the InfinityBlue video generation API.
+
+This module is imported by Airflow's providers manager and by every DAG file that
+uses the provider, so it stays free of heavy imports: it only describes the
+provider. The hook, operators, sensor and trigger live in their own subpackages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+DEFAULT_BASE_URL = "https://api.getinfinityblue.com"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow's providers manager (the ``apache_airflow_provider`` entry point).
+
+    >>> get_provider_info()["connection-types"][0]["connection-type"]
+    'infinityblue'
+    """
+    return {
+        "package-name": "airflow-provider-infinityblue",
+        "name": "InfinityBlue",
+        "description": "Generate videos with the InfinityBlue video generation API from Apache Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "InfinityBlue",
+                "external-doc-url": "https://api.getinfinityblue.com",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "InfinityBlue",
+                "python-modules": ["airflow_provider_infinityblue.hooks.infinityblue"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "infinityblue",
+                "hook-class-name": "airflow_provider_infinityblue.hooks.infinityblue.InfinityBlueHook",
+                "hook-name": "InfinityBlue",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port"],
+                    "relabeling": {"host": "Base URL", "password": "API Key"},
+                    "placeholders": {"host": DEFAULT_BASE_URL, "password": "sk-..."},
+                },
+                "conn-fields": {
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "description": "Seconds to wait for a TCP connection to the API.",
+                        "schema": {"type": "number", "default": 10, "minimum": 0.1},
+                    },
+                    "read_timeout": {
+                        "label": "Read timeout (s)",
+                        "description": "Seconds to wait for an answer once a request is sent.",
+                        "schema": {"type": "number", "default": 60, "minimum": 0.1},
+                    },
+                    "max_attempts": {
+                        "label": "Max attempts",
+                        "description": "Attempts per status request (and per submission, when the API "
+                        "provably did not take it) before giving up.",
+                        "schema": {"type": "integer", "default": 5, "minimum": 1},
+                    },
+                    "initial_backoff": {
+                        "label": "Initial backoff (s)",
+                        "description": "First delay between attempts; it doubles, with jitter, per attempt.",
+                        "schema": {"type": "number", "default": 1, "minimum": 0},
+                    },
+                    "max_backoff": {
+                        "label": "Max backoff (s)",
+                        "description": "Upper bound of the delay between attempts.",
+                        "schema": {"type": "number", "default": 30, "minimum": 0},
+                    },
+                    "max_image_mb": {
+                        "label": "Max image size (MB)",
+                        "description": "Largest local image file sent for image-to-video.",
+                        "schema": {"type": "number", "default": 20, "minimum": 0.001},
+                    },
+                },
+            }
+        ],
+    }

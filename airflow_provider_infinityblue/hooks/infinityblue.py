@@ -1,0 +1,559 @@
+"""The hook that talks to the InfinityBlue API: connection, submission, status, waiting.
+
+Workers use the synchronous methods (one keep-alive ``requests.Session`` per hook);
+triggers use the ``a``-prefixed coroutines on one ``aiohttp.ClientSession`` that lives
+as long as the hook and is closed by ``async with`` or :meth:`InfinityBlueHook.aclose`.
+Neither HTTP library is imported until the first call, so DAG files parse fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_infinityblue import DEFAULT_BASE_URL, __version__, get_provider_info
+from airflow_provider_infinityblue.exceptions import (
+    InfinityBlueAmbiguousSubmitError,
+    InfinityBlueAPIError,
+    InfinityBlueAuthenticationError,
+    InfinityBlueConfigurationError,
+    InfinityBlueConnectionError,
+    InfinityBlueError,
+    InfinityBlueNotFoundError,
+    InfinityBlueResponseError,
+    InfinityBlueServerError,
+    InfinityBlueWaitTimeoutError,
+    scrub,
+)
+from airflow_provider_infinityblue.models import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    Generation,
+    GenerationRequest,
+    GenerationState,
+)
+from airflow_provider_infinityblue.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Mapping
+    from types import TracebackType
+
+    import aiohttp
+    import requests
+    from airflow.sdk import Connection
+
+GENERATIONS_PATH = "/v1/video/generations"
+USER_AGENT = f"airflow-provider-infinityblue/{__version__}"
+
+
+@dataclass(frozen=True)
+class InfinityBlueConnectionSettings:
+    """Everything the hook reads from an Airflow connection, checked once.
+
+    The API key is kept out of ``repr``.
+    """
+
+    conn_id: str
+    base_url: str
+    api_key: str = field(repr=False)
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> InfinityBlueConnectionSettings:
+        conn_id = conn.conn_id
+        api_key = (conn.password or "").strip()
+        if not api_key:
+            raise InfinityBlueConfigurationError(
+                f"Airflow connection '{conn_id}' has no InfinityBlue API key: put it in the connection's "
+                "password field (labelled 'API Key' in the UI)."
+            )
+        extras = _Extras(conn_id, conn.extra_dejson)
+        defaults = RetryPolicy()
+        return cls(
+            conn_id=conn_id,
+            base_url=resolve_base_url(conn.host, conn.port, conn.schema, conn_id=conn_id),
+            api_key=api_key,
+            connect_timeout=extras.number("connect_timeout", 10.0, minimum=0.001),
+            read_timeout=extras.number("read_timeout", 60.0, minimum=0.001),
+            retry=RetryPolicy(
+                max_attempts=int(extras.number("max_attempts", defaults.max_attempts, minimum=1, integer=True)),
+                initial_backoff=extras.number("initial_backoff", defaults.initial_backoff, minimum=0),
+                max_backoff=extras.number("max_backoff", defaults.max_backoff, minimum=0),
+                max_retry_after=extras.number("max_retry_after", defaults.max_retry_after, minimum=0),
+            ),
+            max_image_bytes=int(
+                extras.number("max_image_mb", DEFAULT_MAX_IMAGE_BYTES / 1024 / 1024, minimum=0.000001) * 1024 * 1024
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class _Extras:
+    conn_id: str
+    values: Mapping[str, Any]
+
+    def number(self, name: str, default: float, *, minimum: float, integer: bool = False) -> float:
+        # The UI of some Airflow versions stores form fields under a prefixed name.
+        value = self.values.get(name, self.values.get(f"extra__infinityblue__{name}"))
+        if value is None or value == "":
+            return default
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if integer and not number.is_integer():
+                raise ValueError
+        except (TypeError, ValueError):
+            kind = "an integer" if integer else "a number"
+            raise InfinityBlueConfigurationError(
+                f"Airflow connection '{self.conn_id}': extra {name!r} must be {kind}, got {value!r}"
+            ) from None
+        if number < minimum:
+            raise InfinityBlueConfigurationError(
+                f"Airflow connection '{self.conn_id}': extra {name!r} must be at least {minimum:g}, got {value!r}"
+            )
+        return number
+
+
+def resolve_base_url(
+    host: str | None, port: int | None = None, schema: str | None = None, *, conn_id: str = "?"
+) -> str:
+    """The API base URL for a connection's host, port and schema.
+
+    A full URL is used as given, a bare host name gets ``https://``, an empty host means
+    the public API; a port is added when the URL has none, and ``schema`` (the path of a
+    connection URI) becomes a path prefix when the URL has none.
+
+    >>> resolve_base_url("http://127.0.0.1:8089"), resolve_base_url("gw.example.com", 8443)
+    ('http://127.0.0.1:8089', 'https://gw.example.com:8443')
+    >>> resolve_base_url(None), resolve_base_url("https://gw.example.com/prefix/")
+    ('https://api.getinfinityblue.com', 'https://gw.example.com/prefix')
+    """
+    text = (host or "").strip()
+    if not text:
+        text = DEFAULT_BASE_URL
+    elif "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InfinityBlueConfigurationError(
+            f"Airflow connection '{conn_id}': host {host!r} is not an http(s) URL or a host name"
+        )
+    netloc, path = parts.netloc, parts.path.rstrip("/")
+    if port and parts.port is None:
+        netloc = f"{netloc}:{port}"
+    if schema and schema.strip("/") and not path:
+        path = "/" + schema.strip("/")
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+class GenerationProgressLog:
+    """Logs a generation's status and progress when they change, not on every poll.
+
+    A status word this provider does not know is reported once, as a warning: the
+    generation is then treated as not finished, and polling goes on.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[str, int | None] | None = None
+        self._unknown: set[str] = set()
+
+    def report(self, generation: Generation, logger: logging.Logger) -> None:
+        if generation.state is GenerationState.UNKNOWN and generation.status not in self._unknown:
+            self._unknown.add(generation.status)
+            logger.warning(
+                "InfinityBlue generation %s has status %r, which this provider does not know; "
+                "treating it as not finished and polling on.",
+                generation.id,
+                generation.status,
+            )
+        current = (generation.status, generation.progress)
+        if current != self._last:
+            self._last = current
+            progress = "" if generation.progress is None else f" ({generation.progress}%)"
+            logger.info("InfinityBlue generation %s is %s%s", generation.id, generation.status, progress)
+
+
+class InfinityBlueHook(BaseHook):
+    """Submit video generations to InfinityBlue and follow them.
+
+    The connection (type ``infinityblue``) holds the API key in its password field and
+    the base URL in its host field; extras tune timeouts and retries (see the README).
+
+    Example::
+
+        from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+        from airflow_provider_infinityblue.models import GenerationRequest
+
+        with InfinityBlueHook("infinityblue_default") as hook:
+            task_id = hook.submit_generation(GenerationRequest(prompt="A fox in snow", model="kling-v2-5-turbo"))
+            video = hook.wait_for_generation(task_id, poll_interval=5, timeout=900)
+            print(video.video_url)
+
+    In a trigger, use the coroutines inside ``async with``::
+
+        async with InfinityBlueHook("infinityblue_default") as hook:
+            generation = await hook.aget_generation(task_id)
+
+    :param infinityblue_conn_id: the Airflow connection to use.
+    """
+
+    conn_name_attr = "infinityblue_conn_id"
+    default_conn_name = "infinityblue_default"
+    conn_type = "infinityblue"
+    hook_name = "InfinityBlue"
+
+    def __init__(self, infinityblue_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.infinityblue_conn_id = infinityblue_conn_id
+        self._settings: InfinityBlueConnectionSettings | None = None
+        self._session: requests.Session | None = None
+        self._async_session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow versions that do not read it from the provider info."""
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+    # -- connection -------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> InfinityBlueConnectionSettings:
+        """The connection's settings, read once per hook."""
+        if self._settings is None:
+            self._settings = self._remember(self.get_connection(self.infinityblue_conn_id))
+        return self._settings
+
+    async def asettings(self) -> InfinityBlueConnectionSettings:
+        """:attr:`settings` for coroutines: reads the connection without blocking the event loop."""
+        if self._settings is None:
+            if hasattr(BaseHook, "aget_connection"):
+                conn = await self.aget_connection(self.infinityblue_conn_id)
+            else:  # Airflow < 3.1 has no async connection lookup.
+                conn = await asyncio.to_thread(self.get_connection, self.infinityblue_conn_id)
+            self._settings = self._remember(conn)
+        return self._settings
+
+    @staticmethod
+    def _remember(conn: Connection) -> InfinityBlueConnectionSettings:
+        settings = InfinityBlueConnectionSettings.from_connection(conn)
+        _mask_secret(settings.api_key)
+        return settings
+
+    def _headers(self, settings: InfinityBlueConnectionSettings) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {settings.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session``, authenticated and kept alive between calls."""
+        if self._session is None:
+            import requests
+
+            session = requests.Session()
+            session.headers.update(self._headers(self.settings))
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        """Close the synchronous session. The hook opens a new one if used again."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> InfinityBlueHook:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def aget_conn(self) -> aiohttp.ClientSession:
+        """The hook's ``aiohttp.ClientSession``, created on first use and kept until :meth:`aclose`."""
+        if self._async_session is None or self._async_session.closed:
+            import aiohttp
+
+            settings = await self.asettings()
+            self._async_session = aiohttp.ClientSession(
+                headers=self._headers(settings),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+                ),
+            )
+        return self._async_session
+
+    async def aclose(self) -> None:
+        """Close the asynchronous session, if one was opened."""
+        if self._async_session is not None:
+            await self._async_session.close()
+            self._async_session = None
+
+    async def __aenter__(self) -> InfinityBlueHook:
+        await self.aget_conn()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- the API ----------------------------------------------------------------------------
+
+    def submit_generation(self, request: GenerationRequest) -> str:
+        """Send one ``POST /v1/video/generations`` and return the remote task id.
+
+        The POST is sent again only when the API provably did not take it (the connection
+        never opened, or a 429). After a timeout, a dropped connection, a 5xx or an
+        unreadable answer it raises :class:`InfinityBlueAmbiguousSubmitError` instead.
+        """
+        body = request.to_body(max_image_bytes=self.settings.max_image_bytes)
+        self.log.info("Submitting InfinityBlue generation %r", request)
+        payload = self._request("POST", GENERATIONS_PATH, body=body)
+        try:
+            generation = Generation.from_payload(payload)
+        except InfinityBlueResponseError as error:
+            raise InfinityBlueAmbiguousSubmitError(error) from error
+        self.log.info("InfinityBlue accepted generation %s (status %r)", generation.id, generation.status)
+        return generation.id
+
+    def get_generation(self, generation_id: str, *, deadline: float | None = None) -> Generation:
+        """One ``GET`` of a generation's status, retried on transient failures.
+
+        :param deadline: a ``time.monotonic()`` instant that retries may not wait past.
+        """
+        payload = self._request("GET", generation_path(generation_id), deadline=deadline)
+        return Generation.from_payload(payload, generation_id=generation_id)
+
+    def wait_for_generation(
+        self, generation_id: str, *, poll_interval: float = 10.0, timeout: float = 3600.0
+    ) -> Generation:
+        """Poll until the generation finishes and return it, with its video URL.
+
+        Raises :class:`InfinityBlueGenerationFailedError` if it ends failed or cancelled,
+        and :class:`InfinityBlueWaitTimeoutError` when ``timeout`` seconds run out.
+        """
+        deadline = time.monotonic() + timeout
+        progress = GenerationProgressLog()
+        while True:
+            generation = self.get_generation(generation_id, deadline=deadline)
+            progress.report(generation, self.log)
+            if generation.is_finished:
+                return ensure_succeeded(generation)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise InfinityBlueWaitTimeoutError(generation_id, timeout, generation.status)
+            time.sleep(min(poll_interval, remaining))
+
+    async def aget_generation(self, generation_id: str, *, deadline: float | None = None) -> Generation:
+        """:meth:`get_generation` for coroutines, on the hook's ``aiohttp`` session."""
+        payload = await self._arequest("GET", generation_path(generation_id), deadline=deadline)
+        return Generation.from_payload(payload, generation_id=generation_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the base URL and the key with a GET of a generation id that cannot exist.
+
+        Only documented endpoints are called and nothing is created: a 401 means the key
+        is wrong; the API's own 404 (or ``task_not_exist``) means the key was accepted.
+        """
+        probe = generation_path(f"airflow-connection-test-{uuid.uuid4().hex}")
+        try:
+            base_url = self.settings.base_url
+            self._request("GET", probe, policy=RetryPolicy(max_attempts=1))
+        except InfinityBlueNotFoundError as error:
+            if error.error_code is None and error.api_message and error.api_message.startswith("non-JSON"):
+                return False, f"{base_url} answered 404 with a page that is not the InfinityBlue API: {error}"
+            return True, f"Connected to {base_url}: the API key was accepted."
+        except InfinityBlueAuthenticationError as error:
+            return False, f"Invalid API key: {error}"
+        except InfinityBlueError as error:
+            return False, str(error)
+        return True, f"Connected to {base_url}: the API key was accepted."
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> Any:
+        import requests
+
+        settings = self.settings
+        session = self.get_conn()
+        for attempt in itertools.count(1):
+            try:
+                try:
+                    response = session.request(
+                        method,
+                        settings.base_url + path,
+                        json=body,
+                        timeout=(settings.connect_timeout, settings.read_timeout),
+                        allow_redirects=method == "GET",
+                    )
+                except requests.RequestException as exc:
+                    raise self._requests_failure(exc, method, path) from exc
+                return self._read_answer(method, path, response.status_code, response.headers, response.content)
+            except InfinityBlueError as error:
+                delay = self._delay_before_retry(error, method, path, attempt, deadline, policy)
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _arequest(
+        self, method: str, path: str, *, deadline: float | None = None, policy: RetryPolicy | None = None
+    ) -> Any:
+        import aiohttp
+
+        settings = await self.asettings()
+        session = await self.aget_conn()
+        for attempt in itertools.count(1):
+            try:
+                try:
+                    async with session.request(method, settings.base_url + path) as response:
+                        content = await response.read()
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    raise self._aiohttp_failure(exc, method, path) from exc
+                return self._read_answer(method, path, response.status, response.headers, content)
+            except InfinityBlueError as error:
+                delay = self._delay_before_retry(error, method, path, attempt, deadline, policy)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_answer(self, method: str, path: str, status: int, headers: Mapping[str, str], content: bytes) -> Any:
+        settings = self._settings
+        assert settings is not None
+        if not 200 <= status < 300:
+            raise InfinityBlueAPIError.from_response(
+                status_code=status,
+                headers=headers,
+                body=content,
+                method=method,
+                path=path,
+                conn_id=settings.conn_id,
+                secrets=(settings.api_key,),
+            )
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise InfinityBlueResponseError(
+                f"The InfinityBlue API answered {method} {path} with a body that is not JSON: "
+                f"{scrub(content[:200].decode('utf-8', 'replace'), (settings.api_key,))!r}",
+                status_code=status,
+                request_id=headers.get("x-request-id"),
+            ) from None
+
+    def _delay_before_retry(
+        self,
+        error: InfinityBlueError,
+        method: str,
+        path: str,
+        attempt: int,
+        deadline: float | None,
+        policy: RetryPolicy | None,
+    ) -> float:
+        """Seconds to wait before the next attempt; re-raises ``error`` when there is none."""
+        if method == "POST" and _may_have_been_created(error):
+            raise InfinityBlueAmbiguousSubmitError(error) from error
+        policy = policy or (self._settings.retry if self._settings else RetryPolicy())
+        delay = policy.delay_before_retry(error, attempt, deadline=deadline)
+        if delay is None:
+            raise error
+        self.log.warning(
+            "InfinityBlue %s %s failed (attempt %d of %d), retrying in %.1f s: %s",
+            method,
+            path,
+            attempt,
+            policy.max_attempts,
+            delay,
+            error,
+        )
+        return delay
+
+    def _connection_failure(
+        self, exc: BaseException, method: str, path: str, *, request_sent: bool, permanent: bool = False
+    ) -> InfinityBlueConnectionError:
+        settings = self._settings
+        assert settings is not None
+        detail = scrub(f"{type(exc).__name__}: {exc}", (settings.api_key,))
+        return InfinityBlueConnectionError(
+            f"Could not get an answer from the InfinityBlue API at {settings.base_url} for {method} {path} ({detail})",
+            request_sent=request_sent,
+            permanent=permanent,
+        )
+
+    def _requests_failure(self, exc: requests.RequestException, method: str, path: str) -> InfinityBlueConnectionError:
+        import requests
+        import urllib3
+
+        if isinstance(exc, requests.exceptions.SSLError):
+            return self._connection_failure(exc, method, path, request_sent=False, permanent=True)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return self._connection_failure(exc, method, path, request_sent=False)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            reason = exc.args[0] if exc.args else None
+            reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+            never_opened = isinstance(
+                reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+            )
+            return self._connection_failure(exc, method, path, request_sent=not never_opened)
+        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
+            return self._connection_failure(exc, method, path, request_sent=False, permanent=True)
+        return self._connection_failure(exc, method, path, request_sent=True)
+
+    def _aiohttp_failure(self, exc: BaseException, method: str, path: str) -> InfinityBlueConnectionError:
+        import aiohttp
+
+        if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.InvalidURL)):
+            return self._connection_failure(exc, method, path, request_sent=False, permanent=True)
+        never_opened = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+        return self._connection_failure(exc, method, path, request_sent=not never_opened)
+
+
+def generation_path(generation_id: str) -> str:
+    """The status path of a generation, with its id escaped."""
+    if not isinstance(generation_id, str) or not generation_id.strip():
+        raise InfinityBlueConfigurationError(f"A generation id must be a non-empty string, got {generation_id!r}")
+    return f"{GENERATIONS_PATH}/{quote(generation_id.strip(), safe='')}"
+
+
+def ensure_succeeded(generation: Generation) -> Generation:
+    """Return a finished generation that has a video URL; raise for any other ending."""
+    generation.raise_for_failure()
+    if not generation.video_url:
+        raise InfinityBlueResponseError(
+            f"InfinityBlue generation {generation.id} is {generation.status!r} but the answer has no video "
+            f"URL (looked in url, video_url, result_url and metadata.url): {generation.raw}"
+        )
+    return generation
+
+
+def _may_have_been_created(error: InfinityBlueError) -> bool:
+    if isinstance(error, InfinityBlueConnectionError):
+        return error.request_sent
+    return isinstance(error, (InfinityBlueServerError, InfinityBlueResponseError))
+
+
+def _mask_secret(secret: str) -> None:
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    mask_secret(secret)
