@@ -8,4 +8,3 @@ import tempfile
 # Set before anything imports Airflow (doctests import the hook module too).
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="infinityblue-airflow-home-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
