@@ -83,7 +83,9 @@ class LoopbackServer:
                 body = self.rfile.read(length) if length else b""
                 with server._lock:
                     server.received.append(Received(self.command, self.path, dict(self.headers), body))
-                    reply = server.replies.popleft() if server.replies else Reply(status=500, body={"error": "unscripted"})
+                    reply = (
+                        server.replies.popleft() if server.replies else Reply(status=500, body={"error": "unscripted"})
+                    )
                 if reply.action == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True

@@ -102,7 +102,7 @@ class TestGenerationParsing:
         assert generation.raw["vendor"] == "kling"
 
     def test_wrapped_answer_without_data_is_an_error(self) -> None:
-        with pytest.raises(InfinityBlueResponseError, match="task_not_exist.*no such task"):
+        with pytest.raises(InfinityBlueResponseError, match=r"task_not_exist.*no such task"):
             Generation.from_payload({"code": "task_not_exist", "message": "no such task", "data": None})
 
     @pytest.mark.parametrize("id_field", ["task_id", "id"])

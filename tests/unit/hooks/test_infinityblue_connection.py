@@ -58,7 +58,7 @@ def test_named_connection(monkeypatch) -> None:
 
 def test_missing_key_names_the_connection(monkeypatch) -> None:
     set_connection(monkeypatch, "video_prod", host="https://gw.example.com")
-    with pytest.raises(InfinityBlueConfigurationError, match="'video_prod' has no InfinityBlue API key.*password"):
+    with pytest.raises(InfinityBlueConfigurationError, match=r"'video_prod' has no InfinityBlue API key.*password"):
         _ = InfinityBlueHook("video_prod").settings
 
 
@@ -88,7 +88,8 @@ def test_extras_tune_timeouts_retries_and_image_limit(monkeypatch) -> None:
 
 def test_extras_from_a_uri_query(monkeypatch) -> None:
     monkeypatch.setenv(
-        "AIRFLOW_CONN_INFINITYBLUE_DEFAULT", f"infinityblue://:{FAKE_API_KEY}@gw.example.com?max_attempts=2&read_timeout=9"
+        "AIRFLOW_CONN_INFINITYBLUE_DEFAULT",
+        f"infinityblue://:{FAKE_API_KEY}@gw.example.com?max_attempts=2&read_timeout=9",
     )
     settings = InfinityBlueHook().settings
     assert (settings.retry.max_attempts, settings.read_timeout) == (2, 9)

@@ -68,7 +68,9 @@ class TestSubmit:
         assert sent.headers["Content-Type"] == "application/json"
 
     def test_reads_the_wrapped_answer_and_the_id_field(self, hook, requests_mock) -> None:
-        requests_mock.post(SUBMIT_URL, json={"code": "success", "message": "", "data": {"id": "w-1", "status": "SUBMITTED"}})
+        requests_mock.post(
+            SUBMIT_URL, json={"code": "success", "message": "", "data": {"id": "w-1", "status": "SUBMITTED"}}
+        )
         assert hook.submit_generation(REQUEST) == "w-1"
 
     def test_invalid_request_sends_nothing(self, hook, requests_mock, tmp_path) -> None:
@@ -130,7 +132,14 @@ class TestSubmit:
             hook.submit_generation(REQUEST)
 
     def test_a_connection_that_never_opened_is_retried(self, hook, requests_mock) -> None:
-        requests_mock.post(SUBMIT_URL, [{"exc": refused()}, {"exc": requests.exceptions.ConnectTimeout("connect")}, {"json": {"task_id": "third-time"}}])
+        requests_mock.post(
+            SUBMIT_URL,
+            [
+                {"exc": refused()},
+                {"exc": requests.exceptions.ConnectTimeout("connect")},
+                {"json": {"task_id": "third-time"}},
+            ],
+        )
         assert hook.submit_generation(REQUEST) == "third-time"
         assert requests_mock.call_count == 3
 
@@ -138,7 +147,11 @@ class TestSubmit:
         requests_mock.post(
             SUBMIT_URL,
             [
-                {"status_code": 429, "json": {"error": {"message": "slow down", "code": "rate_limit"}}, "headers": {"Retry-After": "1"}},
+                {
+                    "status_code": 429,
+                    "json": {"error": {"message": "slow down", "code": "rate_limit"}},
+                    "headers": {"Retry-After": "1"},
+                },
                 {"json": {"task_id": "after-wait"}},
             ],
         )
@@ -163,7 +176,12 @@ class TestSubmit:
             hook.submit_generation(REQUEST)
 
     def test_rate_limits_that_never_end_give_up(self, hook, requests_mock) -> None:
-        requests_mock.post(SUBMIT_URL, status_code=429, json={"error": {"message": "slow", "code": "rate_limit"}}, headers={"Retry-After": "0"})
+        requests_mock.post(
+            SUBMIT_URL,
+            status_code=429,
+            json={"error": {"message": "slow", "code": "rate_limit"}},
+            headers={"Retry-After": "0"},
+        )
         with pytest.raises(InfinityBlueRateLimitError):
             hook.submit_generation(REQUEST)
         assert requests_mock.call_count == 4  # max_attempts from the test connection's extras
@@ -173,7 +191,12 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("status", "code", "error_class", "advice"),
         [
-            (401, "invalid_api_key", InfinityBlueAuthenticationError, "password field of Airflow connection 'infinityblue_default'"),
+            (
+                401,
+                "invalid_api_key",
+                InfinityBlueAuthenticationError,
+                "password field of Airflow connection 'infinityblue_default'",
+            ),
             (403, "insufficient_quota", InfinityBluePermissionError, "out of quota"),
             (404, "not_found", InfinityBlueNotFoundError, "does not know this generation id"),
             (400, "task_not_exist", InfinityBlueNotFoundError, "does not know this generation id"),
@@ -221,7 +244,11 @@ class TestGetRetries:
         requests_mock.get(
             status_url("t1"),
             [
-                {"status_code": 503, "text": "<html>Service Unavailable</html>", "headers": {"Content-Type": "text/html"}},
+                {
+                    "status_code": 503,
+                    "text": "<html>Service Unavailable</html>",
+                    "headers": {"Content-Type": "text/html"},
+                },
                 {"status_code": 500, "json": {"error": {"message": "oops"}}},
                 {"json": {"task_id": "t1", "status": "running", "progress": 10}},
             ],
@@ -232,7 +259,12 @@ class TestGetRetries:
 
     @pytest.mark.parametrize(
         "failure",
-        [refused, reset_after_send, lambda: requests.exceptions.ReadTimeout("slow"), lambda: requests.exceptions.ConnectTimeout("x")],
+        [
+            refused,
+            reset_after_send,
+            lambda: requests.exceptions.ReadTimeout("slow"),
+            lambda: requests.exceptions.ConnectTimeout("x"),
+        ],
     )
     def test_network_failures_then_success(self, hook, requests_mock, failure) -> None:
         requests_mock.get(status_url("t1"), [{"exc": failure()}, {"json": {"task_id": "t1", "status": "queued"}}])
@@ -243,7 +275,10 @@ class TestGetRetries:
         retry_at = formatdate(time.time() + 2, usegmt=True)  # second resolution: waits 1 to 2 s
         requests_mock.get(
             status_url("t1"),
-            [{"status_code": 429, "json": {}, "headers": {"Retry-After": retry_at}}, {"json": {"task_id": "t1", "status": "queued"}}],
+            [
+                {"status_code": 429, "json": {}, "headers": {"Retry-After": retry_at}},
+                {"json": {"task_id": "t1", "status": "queued"}},
+            ],
         )
         started = time.monotonic()
         hook.get_generation("t1")
@@ -251,14 +286,18 @@ class TestGetRetries:
         assert requests_mock.call_count == 2
 
     def test_gives_up_after_max_attempts_with_the_last_error(self, hook, requests_mock) -> None:
-        requests_mock.get(status_url("t1"), status_code=503, json={"error": {"message": "down"}}, headers={"x-request-id": "req_last"})
+        requests_mock.get(
+            status_url("t1"), status_code=503, json={"error": {"message": "down"}}, headers={"x-request-id": "req_last"}
+        )
         with pytest.raises(InfinityBlueServerError, match="req_last"):
             hook.get_generation("t1")
         assert requests_mock.call_count == 4
 
     def test_gives_up_on_network_failure_with_a_clear_message(self, hook, requests_mock) -> None:
         requests_mock.get(status_url("t1"), exc=refused())
-        with pytest.raises(InfinityBlueConnectionError, match=f"Could not get an answer from the InfinityBlue API at {BASE_URL}"):
+        with pytest.raises(
+            InfinityBlueConnectionError, match=f"Could not get an answer from the InfinityBlue API at {BASE_URL}"
+        ):
             hook.get_generation("t1")
 
     def test_retries_stop_at_the_deadline(self, hook, requests_mock) -> None:
@@ -309,7 +348,11 @@ class TestWait:
     def test_failed_generation_raises_with_the_server_message(self, hook, requests_mock) -> None:
         requests_mock.get(
             status_url("t1"),
-            json={"task_id": "t1", "status": "failed", "error": {"code": "content_policy_violation", "message": "The prompt was refused"}},
+            json={
+                "task_id": "t1",
+                "status": "failed",
+                "error": {"code": "content_policy_violation", "message": "The prompt was refused"},
+            },
         )
         with pytest.raises(InfinityBlueGenerationFailedError) as caught:
             hook.wait_for_generation("t1", poll_interval=0.01, timeout=10)
@@ -319,7 +362,8 @@ class TestWait:
     def test_unknown_status_is_logged_once_and_polling_goes_on(self, hook, requests_mock, capsys) -> None:
         requests_mock.get(
             status_url("t1"),
-            [{"json": {"task_id": "t1", "status": "warming_up"}}] * 3 + [{"json": {"task_id": "t1", "status": "SUCCESS", "video_url": "https://cdn/v.mp4"}}],
+            [{"json": {"task_id": "t1", "status": "warming_up"}}] * 3
+            + [{"json": {"task_id": "t1", "status": "SUCCESS", "video_url": "https://cdn/v.mp4"}}],
         )
         assert hook.wait_for_generation("t1", poll_interval=0.01, timeout=10).video_url == "https://cdn/v.mp4"
         warnings = [line for line in capsys.readouterr().out.splitlines() if "does not know" in line]
@@ -364,7 +408,11 @@ class TestConnectionCheck:
         assert requests_mock.last_request.method == "GET"
 
     def test_task_not_exist_means_the_key_works(self, hook, requests_mock) -> None:
-        requests_mock.get(requests_mock_any_status(), status_code=400, json={"code": "task_not_exist", "message": "task not exist", "data": None})
+        requests_mock.get(
+            requests_mock_any_status(),
+            status_code=400,
+            json={"code": "task_not_exist", "message": "task not exist", "data": None},
+        )
         assert hook.test_connection()[0]
 
     def test_401_means_invalid_key(self, hook, requests_mock) -> None:
@@ -375,7 +423,12 @@ class TestConnectionCheck:
         assert requests_mock.call_count == 1
 
     def test_a_404_page_that_is_not_the_api(self, hook, requests_mock) -> None:
-        requests_mock.get(requests_mock_any_status(), status_code=404, text="<html><title>Not Found</title></html>", headers={"Content-Type": "text/html"})
+        requests_mock.get(
+            requests_mock_any_status(),
+            status_code=404,
+            text="<html><title>Not Found</title></html>",
+            headers={"Content-Type": "text/html"},
+        )
         ok, message = hook.test_connection()
         assert not ok
         assert "not the InfinityBlue API" in message
