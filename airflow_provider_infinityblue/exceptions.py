@@ -30,6 +30,9 @@ class InfinityBlueError(AirflowException):
     """
 
     transient: bool = False
+    # AirflowException types this as the status Airflow's own REST API would answer with;
+    # here it is the status the InfinityBlue API answered, when there was one.
+    status_code: int | None = None  # type: ignore[assignment]
 
 
 class InfinityBlueConfigurationError(InfinityBlueError):

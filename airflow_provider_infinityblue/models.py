@@ -94,7 +94,9 @@ class Generation:
         if not isinstance(task_id, (str, int)) or task_id == "":
             raise InfinityBlueResponseError(f"The InfinityBlue answer has no task id: {_preview(data)}")
         status = data.get("status")
-        metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+        metadata = data.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
         url = next(
             (
                 value

@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
@@ -42,7 +42,6 @@ from airflow_provider_infinityblue.models import (
 from airflow_provider_infinityblue.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    import logging
     from collections.abc import Mapping
     from types import TracebackType
 
@@ -158,6 +157,11 @@ def resolve_base_url(
     return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
+class _Logger(Protocol):
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+
 class GenerationProgressLog:
     """Logs a generation's status and progress when they change, not on every poll.
 
@@ -169,7 +173,7 @@ class GenerationProgressLog:
         self._last: tuple[str, int | None] | None = None
         self._unknown: set[str] = set()
 
-    def report(self, generation: Generation, logger: logging.Logger) -> None:
+    def report(self, generation: Generation, logger: _Logger) -> None:
         if generation.state is GenerationState.UNKNOWN and generation.status not in self._unknown:
             self._unknown.add(generation.status)
             logger.warning(

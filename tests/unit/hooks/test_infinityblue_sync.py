@@ -33,6 +33,11 @@ SUBMIT_URL = f"{BASE_URL}/v1/video/generations"
 REQUEST = GenerationRequest(prompt="An astronaut on the Moon", model="kling-v2-5-turbo", duration=5)
 
 
+def _write(path, content: bytes) -> str:
+    path.write_bytes(content)
+    return str(path)
+
+
 def status_url(task_id: str) -> str:
     return f"{SUBMIT_URL}/{task_id}"
 
@@ -73,11 +78,22 @@ class TestSubmit:
         )
         assert hook.submit_generation(REQUEST) == "w-1"
 
-    def test_invalid_request_sends_nothing(self, hook, requests_mock, tmp_path) -> None:
+    @pytest.mark.parametrize(
+        ("make_image", "fragment"),
+        [
+            (lambda tmp: str(tmp / "missing.png"), "does not exist"),
+            (lambda tmp: str(tmp), "is not a file"),
+            (lambda tmp: _write(tmp / "notes.png", b"plain text, not pixels"), "is not a PNG, JPEG"),
+            (lambda tmp: "s3://bucket/frame.png", "http(s) URL, a data URI or a local file path"),
+            (lambda tmp: "data:text/plain;base64,aGk=", "base64 image"),
+        ],
+    )
+    def test_a_bad_image_sends_nothing(self, hook, requests_mock, tmp_path, make_image, fragment) -> None:
         requests_mock.post(SUBMIT_URL, json={"task_id": "never"})
-        request = GenerationRequest(prompt="p", model="m", image=str(tmp_path / "missing.png"))
-        with pytest.raises(InfinityBlueValidationError, match="does not exist"):
+        request = GenerationRequest(prompt="p", model="m", image=make_image(tmp_path))
+        with pytest.raises(InfinityBlueValidationError) as caught:
             hook.submit_generation(request)
+        assert fragment in str(caught.value)
         assert requests_mock.call_count == 0
 
     def test_image_over_the_connection_limit_sends_nothing(self, monkeypatch, requests_mock, tmp_path) -> None:
