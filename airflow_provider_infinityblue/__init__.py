@@ -32,12 +32,31 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "InfinityBlue",
+                "python-modules": ["airflow_provider_infinityblue.operators.infinityblue"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "InfinityBlue",
+                "python-modules": ["airflow_provider_infinityblue.sensors.infinityblue"],
+            }
+        ],
         "hooks": [
             {
                 "integration-name": "InfinityBlue",
                 "python-modules": ["airflow_provider_infinityblue.hooks.infinityblue"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": "InfinityBlue",
+                "python-modules": ["airflow_provider_infinityblue.triggers.infinityblue"],
+            }
+        ],
+        "extra-links": ["airflow_provider_infinityblue.links.infinityblue.InfinityBlueVideoLink"],
         "connection-types": [
             {
                 "connection-type": "infinityblue",

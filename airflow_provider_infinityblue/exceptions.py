@@ -254,14 +254,18 @@ class InfinityBlueGenerationFailedError(InfinityBlueError):
 class InfinityBlueWaitTimeoutError(InfinityBlueError):
     """Waiting for a generation ran out of time; the generation itself may still finish."""
 
-    def __init__(self, generation_id: str, timeout: float, last_status: str | None) -> None:
+    def __init__(self, generation_id: str, message: str) -> None:
         self.generation_id = generation_id
-        self.timeout = timeout
-        self.last_status = last_status
-        super().__init__(
-            f"Stopped waiting for InfinityBlue generation {generation_id} after {timeout:g} s "
+        super().__init__(message)
+
+    @classmethod
+    def after(cls, generation_id: str, last_status: str | None, *, when: str) -> InfinityBlueWaitTimeoutError:
+        """The error for a wait that ended ``when`` (``"after 600 s"``) on status ``last_status``."""
+        return cls(
+            generation_id,
+            f"Stopped waiting for InfinityBlue generation {generation_id} {when} "
             f"(last status {last_status or 'unknown'!r}). The generation may still finish: "
-            f"look it up by its id {generation_id}."
+            f"look it up by its id {generation_id}.",
         )
 
 

@@ -360,7 +360,7 @@ class InfinityBlueHook(BaseHook):
                 return ensure_succeeded(generation)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise InfinityBlueWaitTimeoutError(generation_id, timeout, generation.status)
+                raise InfinityBlueWaitTimeoutError.after(generation_id, generation.status, when=f"after {timeout:g} s")
             time.sleep(min(poll_interval, remaining))
 
     async def aget_generation(self, generation_id: str, *, deadline: float | None = None) -> Generation:
