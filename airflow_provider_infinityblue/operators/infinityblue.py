@@ -213,6 +213,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         generation_id = str(external_id)
+        self._announce(context, generation_id)
         if not self.wait_for_completion:
             return generation_id
         video_url = ensure_succeeded(self._latest_of(generation_id)).video_url

@@ -1,0 +1,34 @@
+"""Just enough of an Airflow task context to call operators directly in unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RecordingTaskInstance:
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+        self.stats_tags: dict[str, str] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+class MemoryTaskStateStore:
+    """Behaves like ``context["task_state_store"]``: kept across tries of one task instance."""
+
+    def __init__(self, **values: Any) -> None:
+        self.values = dict(values)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self.values[key] = value
+
+
+def task_context(store: MemoryTaskStateStore | None = None, *, with_store: bool = True) -> dict[str, Any]:
+    context: dict[str, Any] = {"ti": RecordingTaskInstance()}
+    if with_store:
+        context["task_state_store"] = store if store is not None else MemoryTaskStateStore()
+    return context

@@ -1,0 +1,264 @@
+"""InfinityBlueGenerateVideoOperator called directly: submission, deferral, polling, durable retries."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_infinityblue.exceptions import (
+    InfinityBlueAmbiguousSubmitError,
+    InfinityBlueError,
+    InfinityBlueGenerationFailedError,
+    InfinityBlueValidationError,
+    InfinityBlueWaitTimeoutError,
+)
+from airflow_provider_infinityblue.links.infinityblue import InfinityBlueVideoLink
+from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueGenerateVideoOperator
+from airflow_provider_infinityblue.triggers.infinityblue import InfinityBlueVideoTrigger
+from tests.conftest import BASE_URL
+from tests.unit.fakes import MemoryTaskStateStore, task_context
+
+SUBMIT_URL = f"{BASE_URL}/v1/video/generations"
+STATUS_URL = f"{SUBMIT_URL}/t1"
+QUEUED = {"json": {"task_id": "t1", "status": "queued"}}
+RUNNING = {"json": {"task_id": "t1", "status": "in_progress", "progress": 40}}
+DONE = {"json": {"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"}}
+FAILED = {
+    "json": {
+        "task_id": "t1",
+        "status": "failed",
+        "error": {"code": "content_policy_violation", "message": "Prompt refused"},
+    }
+}
+
+
+def operator(**kwargs) -> InfinityBlueGenerateVideoOperator:
+    defaults = {"task_id": "generate", "prompt": "A lighthouse in a storm", "poll_interval": 0.01, "timeout": 30}
+    return InfinityBlueGenerateVideoOperator(**{**defaults, **kwargs})
+
+
+def posts(requests_mock) -> int:
+    return sum(1 for r in requests_mock.request_history if r.method == "POST")
+
+
+class TestSubmission:
+    def test_defers_to_a_correctly_built_trigger(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        requests_mock.get(STATUS_URL, [QUEUED])
+        context = task_context()
+        op = operator(deferrable=True, poll_interval=15, timeout=timedelta(minutes=20), model="veo_3_1", duration="5")
+        before = time.time()
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute(context)
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, InfinityBlueVideoTrigger)
+        assert (trigger.generation_id, trigger.infinityblue_conn_id, trigger.poll_interval) == (
+            "t1",
+            "infinityblue_default",
+            15.0,
+        )
+        assert before + 1200 <= trigger.end_time <= time.time() + 1200
+        assert deferred.value.method_name == "execute_complete"
+        assert deferred.value.timeout >= timedelta(minutes=20)
+        assert requests_mock.request_history[0].json() == {
+            "prompt": "A lighthouse in a storm",
+            "model": "veo_3_1",
+            "duration": 5,
+        }
+        assert context["ti"].xcom == {"infinityblue_task_id": "t1"}
+        assert context["task_state_store"].values == {"infinityblue_task_id": "t1"}
+
+    def test_already_finished_at_the_first_check_does_not_defer(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        requests_mock.get(STATUS_URL, [DONE])
+        context = task_context()
+        assert operator(deferrable=True).execute(context) == "https://cdn/t1.mp4"
+        assert context["ti"].xcom == {"infinityblue_task_id": "t1", "video_url": "https://cdn/t1.mp4"}
+
+    def test_sync_mode_polls_on_the_worker(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        requests_mock.get(STATUS_URL, [QUEUED, RUNNING, RUNNING, DONE])
+        context = task_context()
+        assert operator(deferrable=False).execute(context) == "https://cdn/t1.mp4"
+        assert context["ti"].xcom["video_url"] == "https://cdn/t1.mp4"
+        assert requests_mock.call_count == 5
+
+    def test_sync_mode_failure_says_why(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        requests_mock.get(STATUS_URL, [QUEUED, FAILED])
+        with pytest.raises(InfinityBlueGenerationFailedError, match=r"t1.*Prompt refused"):
+            operator(deferrable=False).execute(task_context())
+
+    def test_sync_mode_timeout_says_it_may_still_finish(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        requests_mock.get(STATUS_URL, json={"task_id": "t1", "status": "in_progress"})
+        with pytest.raises(InfinityBlueWaitTimeoutError, match="may still finish"):
+            operator(deferrable=False, timeout=0.2, poll_interval=0.05).execute(task_context())
+
+    def test_no_wait_returns_the_task_id_at_once(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        context = task_context()
+        assert operator(wait_for_completion=False, deferrable=True).execute(context) == "t1"
+        assert [r.method for r in requests_mock.request_history] == ["POST"]
+        assert context["ti"].xcom == {"infinityblue_task_id": "t1"}
+
+    def test_invalid_parameters_send_nothing(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "never"})
+        with pytest.raises(InfinityBlueValidationError, match="'width'"):
+            operator(width="wide").execute(task_context())
+        assert requests_mock.call_count == 0
+
+    def test_ambiguous_submission_is_not_repeated(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, status_code=502, text="<html>bad gateway</html>")
+        context = task_context()
+        with pytest.raises(InfinityBlueAmbiguousSubmitError):
+            operator().execute(context)
+        assert posts(requests_mock) == 1
+        assert context["task_state_store"].values == {}
+
+    def test_timeout_accepts_a_timedelta(self) -> None:
+        assert operator(timeout=timedelta(minutes=3)).timeout == 180.0
+
+    @pytest.mark.parametrize("kwargs", [{"poll_interval": 0}, {"timeout": -1}])
+    def test_nonsense_waits_are_refused_at_parse_time(self, kwargs) -> None:
+        with pytest.raises(ValueError, match="must be positive"):
+            operator(**kwargs)
+
+    def test_template_fields(self) -> None:
+        assert set(InfinityBlueGenerateVideoOperator.template_fields) == {
+            "prompt",
+            "model",
+            "image",
+            "duration",
+            "width",
+            "height",
+            "fps",
+            "seed",
+            "metadata",
+            "user",
+        }
+        assert set(InfinityBlueGenerateVideoOperator.template_ext) == {".txt", ".j2"}
+
+
+class TestResume:
+    def test_execute_complete_success_pushes_and_returns_the_url(self) -> None:
+        context = task_context()
+        event = {"status": "success", "generation_id": "t1", "message": "", "video_url": "https://cdn/t1.mp4"}
+        assert operator().execute_complete(context, event) == "https://cdn/t1.mp4"
+        assert context["ti"].xcom == {"video_url": "https://cdn/t1.mp4"}
+
+    @pytest.mark.parametrize(
+        ("event", "error", "fragments"),
+        [
+            (
+                {
+                    "status": "failed",
+                    "generation_id": "t1",
+                    "message": "Prompt refused",
+                    "error_code": "content_policy_violation",
+                },
+                InfinityBlueGenerationFailedError,
+                ["t1", "Prompt refused", "content_policy_violation"],
+            ),
+            (
+                {"status": "cancelled", "generation_id": "t1", "message": "stopped"},
+                InfinityBlueGenerationFailedError,
+                ["t1", "cancelled"],
+            ),
+            (
+                {"status": "timeout", "generation_id": "t1", "message": "may still finish: t1"},
+                InfinityBlueWaitTimeoutError,
+                ["t1"],
+            ),
+            (
+                {"status": "error", "generation_id": "t1", "message": "HTTP 401 bad key"},
+                InfinityBlueError,
+                ["t1", "HTTP 401"],
+            ),
+            (None, InfinityBlueError, ["Expected an InfinityBlue trigger event"]),
+            ({"status": "weird", "generation_id": "t1"}, InfinityBlueError, ["Unrecognised"]),
+        ],
+    )
+    def test_execute_complete_raises_for_every_other_outcome(self, event, error, fragments) -> None:
+        context = task_context()
+        with pytest.raises(error) as caught:
+            operator().execute_complete(context, event)
+        for fragment in fragments:
+            assert fragment in str(caught.value)
+        assert "video_url" not in context["ti"].xcom
+
+
+class TestDurableRetries:
+    @pytest.mark.parametrize("deferrable", [True, False])
+    def test_reattaches_to_a_running_generation(self, hook, requests_mock, deferrable) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "new", "status": "queued"})
+        requests_mock.get(STATUS_URL, [RUNNING, DONE])
+        store = MemoryTaskStateStore(infinityblue_task_id="t1")
+        context = task_context(store)
+        if deferrable:
+            with pytest.raises(TaskDeferred) as deferred:
+                operator(deferrable=True).execute(context)
+            assert deferred.value.trigger.generation_id == "t1"
+        else:
+            assert operator(deferrable=False).execute(context) == "https://cdn/t1.mp4"
+        assert posts(requests_mock) == 0
+        assert context["ti"].xcom["infinityblue_task_id"] == "t1"
+
+    @pytest.mark.parametrize("deferrable", [True, False])
+    def test_returns_a_completed_generation_without_submitting(self, hook, requests_mock, deferrable) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "new", "status": "queued"})
+        requests_mock.get(STATUS_URL, [DONE])
+        context = task_context(MemoryTaskStateStore(infinityblue_task_id="t1"))
+        assert operator(deferrable=deferrable).execute(context) == "https://cdn/t1.mp4"
+        assert posts(requests_mock) == 0
+        assert requests_mock.call_count == 1
+        assert context["ti"].xcom == {"infinityblue_task_id": "t1", "video_url": "https://cdn/t1.mp4"}
+
+    @pytest.mark.parametrize(
+        "previous",
+        [FAILED, {"status_code": 404, "json": {"error": {"message": "no such task", "code": "not_found"}}}],
+        ids=["failed", "unknown"],
+    )
+    def test_submits_anew_when_the_previous_failed_or_is_unknown(self, hook, requests_mock, previous) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t2", "status": "queued"})
+        requests_mock.get(STATUS_URL, [previous])
+        requests_mock.get(
+            f"{SUBMIT_URL}/t2", [{"json": {"task_id": "t2", "status": "completed", "url": "https://cdn/t2.mp4"}}]
+        )
+        store = MemoryTaskStateStore(infinityblue_task_id="t1")
+        context = task_context(store)
+        assert operator(deferrable=True).execute(context) == "https://cdn/t2.mp4"
+        assert posts(requests_mock) == 1
+        assert store.values == {"infinityblue_task_id": "t2"}
+
+    def test_without_a_state_store_it_still_runs_and_warns_once(self, hook, requests_mock, capsys) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        requests_mock.get(STATUS_URL, [DONE])
+        assert operator(deferrable=True).execute(task_context(with_store=False)) == "https://cdn/t1.mp4"
+        warnings = [line for line in capsys.readouterr().out.splitlines() if "task_state_store not available" in line]
+        assert len(warnings) == 1
+
+    def test_durable_false_always_submits(self, hook, requests_mock) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t2", "status": "queued"})
+        requests_mock.get(
+            f"{SUBMIT_URL}/t2", [{"json": {"task_id": "t2", "status": "completed", "url": "https://cdn/t2.mp4"}}]
+        )
+        context = task_context(MemoryTaskStateStore(infinityblue_task_id="t1"))
+        assert operator(durable=False).execute(context) == "https://cdn/t2.mp4"
+        assert posts(requests_mock) == 1
+
+
+def test_extra_link_reads_the_video_url_xcom(monkeypatch) -> None:
+    from airflow.providers.common.compat.sdk import XCom
+
+    stored = {"video_url": "https://cdn/t1.mp4"}
+    monkeypatch.setattr(XCom, "get_value", classmethod(lambda cls, *, ti_key, key: stored.get(key)))
+    link = InfinityBlueVideoLink()
+    assert link.name == "InfinityBlue video"
+    assert link.get_link(operator(), ti_key=object()) == "https://cdn/t1.mp4"
+    stored.clear()
+    assert link.get_link(operator(), ti_key=object()) == ""
+    assert any(isinstance(item, InfinityBlueVideoLink) for item in operator().operator_extra_links)
