@@ -1,0 +1,151 @@
+"""Everything one running emulator remembers: its knobs, its generations, its counts, its randomness.
+
+All randomness (durations, failures, proxy errors, ids) comes from one ``random.Random``
+seeded with the ``seed`` knob, so a run with a seed and the same API requests in the
+same order gives the same answers. The ``/_emulator`` routes draw nothing from it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import TYPE_CHECKING
+
+from airflow_provider_infinityblue.emulator.lifecycle import (
+    CONTENT_POLICY_FAILURE,
+    RANDOM_FAILURE,
+    STATUSES,
+    EmulatedGeneration,
+    Failure,
+)
+from airflow_provider_infinityblue.emulator.ratelimit import TokenBucket
+from airflow_provider_infinityblue.emulator.stats import RequestCounts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from airflow_provider_infinityblue.emulator.settings import EmulatorSettings
+    from airflow_provider_infinityblue.emulator.validation import AcceptedGenerationRequest
+
+
+class EmulatorState:
+    """The state behind one emulator app; handlers read and change it, one event loop at a time.
+
+    >>> from airflow_provider_infinityblue.emulator.settings import EmulatorSettings
+    >>> from airflow_provider_infinityblue.emulator.validation import AcceptedGenerationRequest
+    >>> state = EmulatorState(EmulatorSettings(seed=7, generation_seconds=1.0))
+    >>> request = AcceptedGenerationRequest(model="veo_3_1", prompt="A fox [content-policy]", body={})
+    >>> state.submit(request).failure.code
+    'content_policy_violation'
+    >>> state.status_counts()
+    {'queued': 1, 'in_progress': 0, 'completed': 0, 'failed': 0}
+    """
+
+    def __init__(
+        self,
+        settings: EmulatorSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.generations: dict[str, EmulatedGeneration] = {}
+        self.requests = RequestCounts()
+        self.clock = clock
+        self._wall_clock = wall_clock
+        self._random = random.Random(settings.seed)
+        self._bucket = self._new_bucket()
+        self._request_numbers = itertools.count(1)
+        self._request_id_prefix = self._random_hex(8)
+
+    # -- control ----------------------------------------------------------------------------
+
+    def configure(self, knobs: Mapping[str, object]) -> EmulatorSettings:
+        """Change knobs; raises :class:`~.settings.InvalidSettingError` and changes nothing on a bad one."""
+        self.settings = self.settings.with_knobs(knobs)
+        if "seed" in knobs:
+            self._random.seed(self.settings.seed)
+        if "rate_limit" in knobs:
+            self._bucket = self._new_bucket()
+        return self.settings
+
+    def reset(self) -> None:
+        """Forget every generation and count; knobs stay, randomness starts again from the seed."""
+        self.generations.clear()
+        self.requests.clear()
+        self._random.seed(self.settings.seed)
+        self._bucket = self._new_bucket()
+        self._request_numbers = itertools.count(1)
+        self._request_id_prefix = self._random_hex(8)
+
+    def status_counts(self) -> dict[str, int]:
+        now = self.clock()
+        counts = dict.fromkeys(STATUSES, 0)
+        for generation in self.generations.values():
+            counts[generation.progress(now).status] += 1
+        return counts
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "requests": self.requests.as_dict(),
+            "tasks": self.status_counts(),
+            "submissions": len(self.generations),
+        }
+
+    # -- per request ------------------------------------------------------------------------
+
+    def next_request_id(self) -> str:
+        return f"req_{self._request_id_prefix}{next(self._request_numbers):016x}"
+
+    def wait_for_rate_limit(self) -> float:
+        """Seconds the caller must wait before the rate limit admits it; 0.0 admits it now."""
+        return self._bucket.take() if self._bucket is not None else 0.0
+
+    def take_rejected_submission(self) -> bool:
+        """Whether this submission is one the ``reject_submissions`` countdown turns away."""
+        remaining = self.settings.reject_submissions
+        if remaining > 0:
+            self.settings = self.settings.with_knobs({"reject_submissions": remaining - 1})
+            return True
+        return False
+
+    def take_unavailable_poll(self) -> bool:
+        """Whether the proxy in front of the API fails this status request (countdown first, then chance)."""
+        remaining = self.settings.unavailable_polls
+        if remaining > 0:
+            self.settings = self.settings.with_knobs({"unavailable_polls": remaining - 1})
+            return True
+        return self.settings.error_rate > 0 and self._random.random() < self.settings.error_rate
+
+    def submit(self, request: AcceptedGenerationRequest) -> EmulatedGeneration:
+        settings = self.settings
+        if settings.generation_seconds_max is None:
+            duration = settings.generation_seconds
+        else:
+            duration = self._random.uniform(settings.generation_seconds, settings.generation_seconds_max)
+        failure: Failure | None = None
+        if settings.fail_marker and settings.fail_marker in request.prompt:
+            failure = CONTENT_POLICY_FAILURE
+        elif settings.failure_rate > 0 and self._random.random() < settings.failure_rate:
+            failure = RANDOM_FAILURE
+        generation_id = self._random_hex(24)
+        while generation_id in self.generations:
+            generation_id = self._random_hex(24)
+        generation = EmulatedGeneration(
+            id=generation_id,
+            model=request.model,
+            submitted_at=self.clock(),
+            created_at=int(self._wall_clock()),
+            duration=duration,
+            failure=failure,
+        )
+        self.generations[generation_id] = generation
+        return generation
+
+    def _random_hex(self, digits: int) -> str:
+        return f"{self._random.getrandbits(digits * 4):0{digits}x}"
+
+    def _new_bucket(self) -> TokenBucket | None:
+        rate = self.settings.rate_limit
+        return TokenBucket(rate, clock=self.clock) if rate is not None else None
