@@ -65,7 +65,7 @@ def progress_after(elapsed: float, duration: float, *, fails: bool) -> Progress:
     if elapsed < queued_for:
         return Progress(QUEUED, 0)
     share_done = (elapsed - queued_for) / (duration - queued_for)
-    return Progress(IN_PROGRESS, min(99, 1 + int(98 * share_done)))
+    return Progress(IN_PROGRESS, min(99, 1 + int(99 * share_done)))
 
 
 @dataclass(frozen=True)

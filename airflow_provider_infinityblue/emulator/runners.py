@@ -27,7 +27,7 @@ from airflow_provider_infinityblue.emulator.cli import API_KEY_ENVIRONMENT_VARIA
 from airflow_provider_infinityblue.emulator.settings import EmulatorSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
 DEFAULT_FAKE_API_KEY = "sk-emulator-fake-key-0000"
 LOOPBACK = "127.0.0.1"
@@ -57,8 +57,9 @@ class EmulatorHandle:
 
     url: str
     api_key: str | None = field(default=None, repr=False)
-    # The emulator's log file, for a process started by emulator_process().
+    # For a process started by emulator_process(): its log file and its PID.
     log_path: Path | None = None
+    pid: int | None = None
 
     def stats(self) -> dict[str, Any]:
         """``{"requests": {route: {status: n}}, "tasks": {status: n}, "submissions": n}``."""
@@ -74,14 +75,24 @@ class EmulatorHandle:
         current: dict[str, Any] = self._control("POST", "/_emulator/config", knobs)
         return current
 
-    def airflow_connection(self, api_key: str | None = None) -> str:
+    def airflow_connection(self, api_key: str | None = None, *, extra: Mapping[str, Any] | None = None) -> str:
         """The JSON for ``AIRFLOW_CONN_<ID>`` that points an ``infinityblue`` connection here.
 
-        ``api_key`` defaults to the key the emulator requires, or a fake ``sk-`` key
-        when it accepts any.
+        ``api_key`` defaults to the key the emulator requires, or to :data:`DEFAULT_FAKE_API_KEY`
+        when it accepts any ``sk-`` key. ``extra`` holds connection extras, such as short
+        retry delays for tests (``{"initial_backoff": 0.01}``).
+
+        >>> EmulatorHandle("http://127.0.0.1:8089").airflow_connection()
+        '{"conn_type": "infinityblue", "host": "http://127.0.0.1:8089", "password": "sk-emulator-fake-key-0000"}'
         """
-        key = api_key or self.api_key or DEFAULT_FAKE_API_KEY
-        return json.dumps({"conn_type": "infinityblue", "host": self.url, "password": key})
+        connection = {
+            "conn_type": "infinityblue",
+            "host": self.url,
+            "password": api_key or self.api_key or DEFAULT_FAKE_API_KEY,
+        }
+        if extra:
+            connection["extra"] = json.dumps(dict(extra))
+        return json.dumps(connection)
 
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -156,7 +167,7 @@ def emulator_process(**settings: Any) -> Iterator[EmulatorHandle]:
             try:
                 url = f"http://{config.host}:{port}"
                 if _wait_until_answering(process, url):
-                    yield EmulatorHandle(url=url, api_key=config.api_key, log_path=log_path)
+                    yield EmulatorHandle(url=url, api_key=config.api_key, log_path=log_path, pid=process.pid)
                     return
             finally:
                 _stop_process(process)
