@@ -16,7 +16,12 @@ GENERATION_ID_XCOM_KEY = "infinityblue_task_id"
 
 
 class InfinityBlueVideoLink(BaseOperatorLink):
-    """Opens the generated video, read from the task's ``video_url`` XCom; empty until there is one.
+    """Opens the generated video; empty until there is one.
+
+    Airflow asks for the link on the worker when a task attempt ends (deferrals included)
+    and stores it for the UI. The operator that just ran knows its ``video_url`` (None
+    while deferred), so no XCom lookup is made there; any other caller reads the task's
+    ``video_url`` XCom.
 
     Example::
 
@@ -27,5 +32,8 @@ class InfinityBlueVideoLink(BaseOperatorLink):
     name = "InfinityBlue video"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        url = XCom.get_value(ti_key=ti_key, key=VIDEO_URL_XCOM_KEY)
+        if hasattr(operator, VIDEO_URL_XCOM_KEY):
+            url = getattr(operator, VIDEO_URL_XCOM_KEY)
+        else:
+            url = XCom.get_value(ti_key=ti_key, key=VIDEO_URL_XCOM_KEY)
         return url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""

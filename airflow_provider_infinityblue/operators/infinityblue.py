@@ -139,6 +139,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         if self.poll_interval <= 0 or self.timeout <= 0:
             raise ValueError(f"{self.task_id}: poll_interval and timeout must be positive")
         self._latest: Generation | None = None
+        self.video_url: str | None = None  # set once the video is ready; read by the extra link
         self._announced: str | None = None
 
     @cached_property
@@ -167,6 +168,10 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
             user=self.user,
         )
         generation_id = self.hook.submit_generation(request)
+        # Persist before anything else can fail: the mixin stores the id only after this returns.
+        store = context.get("task_state_store")
+        if self.durable and store is not None:
+            store.set(self.external_id_key, generation_id)
         self._announce(context, generation_id)
         return generation_id
 
@@ -242,4 +247,5 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
     def _succeed(self, context: Context, video_url: str) -> str:
         self.log.info("InfinityBlue video ready: %s", video_url)
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
+        self.video_url = video_url
         return video_url

@@ -63,6 +63,7 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
         self.generation_id = generation_id
         self.infinityblue_conn_id = infinityblue_conn_id
         self.deferrable = deferrable
+        self.video_url: str | None = None  # set once the video is ready; read by the extra link
 
     @cached_property
     def hook(self) -> InfinityBlueHook:
@@ -104,4 +105,5 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
 
     def _succeed(self, context: Context, video_url: str) -> str:
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
+        self.video_url = video_url
         return video_url

@@ -234,6 +234,19 @@ class TestDurableRetries:
         assert posts(requests_mock) == 1
         assert store.values == {"infinityblue_task_id": "t2"}
 
+    def test_the_id_is_stored_before_anything_else_can_fail(self, hook, requests_mock, monkeypatch) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        store = MemoryTaskStateStore()
+        context = task_context(store)
+
+        def worker_lost(**kwargs) -> None:
+            raise RuntimeError("worker lost right after the POST")
+
+        monkeypatch.setattr(context["ti"], "xcom_push", worker_lost)
+        with pytest.raises(RuntimeError, match="worker lost"):
+            operator().execute(context)
+        assert store.values == {"infinityblue_task_id": "t1"}
+
     def test_without_a_state_store_it_still_runs_and_warns_once(self, hook, requests_mock, capsys) -> None:
         requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
         requests_mock.get(STATUS_URL, [DONE])
@@ -251,14 +264,30 @@ class TestDurableRetries:
         assert posts(requests_mock) == 1
 
 
-def test_extra_link_reads_the_video_url_xcom(monkeypatch) -> None:
+def test_extra_link_on_the_worker_uses_the_operators_url_without_xcom(monkeypatch) -> None:
+    from airflow.providers.common.compat.sdk import XCom
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("no XCom lookup expected")
+
+    monkeypatch.setattr(XCom, "get_value", no_lookup)
+    link = InfinityBlueVideoLink()
+    live = operator()
+    assert link.get_link(live, ti_key=object()) == ""  # deferred: no video yet
+    live.execute_complete(
+        task_context(), {"status": "success", "generation_id": "t1", "video_url": "https://cdn/t1.mp4"}
+    )
+    assert link.get_link(live, ti_key=object()) == "https://cdn/t1.mp4"
+    assert link.name == "InfinityBlue video"
+    assert any(isinstance(item, InfinityBlueVideoLink) for item in live.operator_extra_links)
+
+
+def test_extra_link_elsewhere_reads_the_video_url_xcom(monkeypatch) -> None:
     from airflow.providers.common.compat.sdk import XCom
 
     stored = {"video_url": "https://cdn/t1.mp4"}
     monkeypatch.setattr(XCom, "get_value", classmethod(lambda cls, *, ti_key, key: stored.get(key)))
-    link = InfinityBlueVideoLink()
-    assert link.name == "InfinityBlue video"
-    assert link.get_link(operator(), ti_key=object()) == "https://cdn/t1.mp4"
+    serialized_operator = object()  # what a process other than the worker holds: no live attributes
+    assert InfinityBlueVideoLink().get_link(serialized_operator, ti_key=object()) == "https://cdn/t1.mp4"
     stored.clear()
-    assert link.get_link(operator(), ti_key=object()) == ""
-    assert any(isinstance(item, InfinityBlueVideoLink) for item in operator().operator_extra_links)
+    assert InfinityBlueVideoLink().get_link(serialized_operator, ti_key=object()) == ""
