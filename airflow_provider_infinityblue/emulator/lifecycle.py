@@ -21,7 +21,11 @@ QUEUED_SHARE = 0.25
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a generation ends ``failed``: the ``error`` object of the status answer."""
+    """Why a generation ends ``failed``: the ``error`` object of the status answer.
+
+    >>> CONTENT_POLICY_FAILURE.code
+    'content_policy_violation'
+    """
 
     code: str
     message: str
@@ -40,7 +44,11 @@ RANDOM_FAILURE = Failure(
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a generation stands at one moment: status word and percentage."""
+    """Where a generation stands at one moment: status word and percentage.
+
+    >>> Progress("completed", 100).is_finished, Progress("queued", 0).is_finished
+    (True, False)
+    """
 
     status: str
     percent: int
@@ -70,7 +78,12 @@ def progress_after(elapsed: float, duration: float, *, fails: bool) -> Progress:
 
 @dataclass(frozen=True)
 class EmulatedGeneration:
-    """One submitted generation. ``submitted_at`` is a ``time.monotonic()`` instant."""
+    """One submitted generation. ``submitted_at`` is a ``time.monotonic()`` instant.
+
+    >>> generation = EmulatedGeneration("abc", "veo_3_1", submitted_at=100.0, created_at=1700000000, duration=4.0)
+    >>> generation.progress(now=103.0)
+    Progress(status='in_progress', percent=67)
+    """
 
     id: str
     model: str

@@ -39,7 +39,13 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class EmulatorControlError(RuntimeError):
-    """The emulator refused a control request (an unknown knob, a bad value) or did not answer."""
+    """The emulator refused a control request (an unknown knob, a bad value) or did not answer.
+
+    Example::
+
+        with pytest.raises(EmulatorControlError, match="not a knob"):
+            emulator.configure(colour="blue")
+    """
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,14 @@ STARTUP_ONLY_SETTINGS = frozenset({"host", "port"})
 
 
 class InvalidSettingError(ValueError):
-    """A knob got a value it cannot take, or a name that is no knob. ``name`` says which."""
+    """A knob got a value it cannot take, or a name that is no knob. ``name`` says which.
+
+    >>> try:
+    ...     EmulatorSettings().with_knobs({"colour": "blue"})
+    ... except InvalidSettingError as invalid:
+    ...     print(invalid.name)
+    colour
+    """
 
     def __init__(self, name: str, problem: str) -> None:
         self.name = name

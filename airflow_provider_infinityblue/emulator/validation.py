@@ -20,6 +20,12 @@ class InvalidGenerationRequest(ValueError):
 
     ``code`` is ``missing_required_parameter``, ``invalid_type``, ``invalid_value`` or
     ``invalid_request_body``.
+
+    >>> try:
+    ...     validate_generation_request({"prompt": "A fox"})
+    ... except InvalidGenerationRequest as invalid:
+    ...     print(invalid.param, invalid.code)
+    model missing_required_parameter
     """
 
     def __init__(self, message: str, *, code: str, param: str | None) -> None:
@@ -31,7 +37,11 @@ class InvalidGenerationRequest(ValueError):
 
 @dataclass(frozen=True)
 class AcceptedGenerationRequest:
-    """The parts of a valid body the emulator acts on; ``body`` keeps all of it."""
+    """The parts of a valid body the emulator acts on; ``body`` keeps all of it.
+
+    >>> validate_generation_request({"model": "veo_3_1", "prompt": "A fox", "seed": 7}).body["seed"]
+    7
+    """
 
     model: str
     prompt: str
