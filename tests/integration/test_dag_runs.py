@@ -66,12 +66,13 @@ def test_no_wait_returns_the_task_id(run, emulator) -> None:
     assert POLL not in emulator.stats()["requests"]
 
 
-@pytest.mark.parametrize("dag_id", ["e2e_sensor_poke", "e2e_sensor_deferrable"])
+@pytest.mark.parametrize("dag_id", ["e2e_sensor_poke", "e2e_sensor_reschedule", "e2e_sensor_deferrable"])
 def test_sensor(run, emulator, dag_id) -> None:
     result = run(dag_id)
     url = succeeded_with_a_video(result, emulator, task_id="wait")
     assert url.endswith(f"{result.xcom[('submit', 'infinityblue_task_id')]}.mp4")
     assert ("running trigger in line" in result.logs) == dag_id.endswith("deferrable")
+    assert ("marking task as UP_FOR_RESCHEDULE" in result.logs) == dag_id.endswith("reschedule")
     assert emulator.stats()["submissions"] == 1
 
 
@@ -141,6 +142,6 @@ def test_durable_retry_sends_no_second_post(run, emulator, mode) -> None:
 
 
 def test_no_task_log_holds_the_api_key() -> None:
-    assert len(TASK_LOGS) == 13, "runs the whole module: the scan covers every run above"
+    assert len(TASK_LOGS) == 14, "runs the whole module: the scan covers every run above"
     assert all("InfinityBlue" in logs for logs in TASK_LOGS)
     assert not [logs for logs in TASK_LOGS if FAKE_API_KEY in logs]

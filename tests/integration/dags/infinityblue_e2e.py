@@ -48,6 +48,13 @@ with DAG("e2e_sensor_poke", start_date=START, schedule=None, catchup=False) as s
         task_id="submit", prompt="A paper boat", wait_for_completion=False
     ) >> InfinityBlueVideoSensor(task_id="wait", generation_id=GENERATED_ID, mode="poke", poke_interval=0.2, timeout=60)
 
+with DAG("e2e_sensor_reschedule", start_date=START, schedule=None, catchup=False) as sensor_reschedule:
+    InfinityBlueGenerateVideoOperator(
+        task_id="submit", prompt="A paper boat", wait_for_completion=False
+    ) >> InfinityBlueVideoSensor(
+        task_id="wait", generation_id=GENERATED_ID, mode="reschedule", poke_interval=0.2, timeout=60
+    )
+
 with DAG("e2e_sensor_deferrable", start_date=START, schedule=None, catchup=False) as sensor_deferrable:
     InfinityBlueGenerateVideoOperator(
         task_id="submit", prompt="A paper boat", wait_for_completion=False
