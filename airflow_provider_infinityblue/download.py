@@ -199,9 +199,11 @@ def download_video(
     if not scheme or scheme in LOCAL_SCHEMES:
         local = _local_path(destination, scheme)
         saved = _download_to_local_file(url, local, settings, logger)
-        # A relative path means little to downstream tasks running elsewhere: hand on the absolute one.
-        return saved if scheme else _with_destination(saved, str(local))
-    return _download_to_object_storage(url, _object_storage_path(destination, destination_conn_id), settings, logger)
+        # A file:// URL is handed on as given; a plain path as an absolute one, since a relative
+        # path means little to downstream tasks that run in another directory.
+        return _with_destination(saved, destination) if scheme else saved
+    target = _object_storage_path(destination, destination_conn_id)
+    return _download_to_object_storage(url, target, destination, settings, logger)
 
 
 # -- destinations ---------------------------------------------------------------------------
@@ -234,7 +236,7 @@ def _object_storage_path(destination: str, conn_id: str | None) -> ObjectStorage
         raise InfinityBlueDownloadError(
             f"Cannot write to {scheme}:// destinations in this Airflow: {error}.{hint}"
         ) from error
-    if not path.key or path.key.endswith("/"):
+    if destination.endswith("/") or not path.key:
         raise InfinityBlueDownloadRefusedError(
             f"The destination {destination!r} names no file: give the full object name, "
             f"e.g. {destination.rstrip('/')}/video.mp4"
@@ -263,9 +265,8 @@ def _download_to_local_file(url: str, path: Path, settings: DownloadSettings, lo
 
 
 def _download_to_object_storage(
-    url: str, target: ObjectStoragePath, settings: DownloadSettings, logger: _Logger
+    url: str, target: ObjectStoragePath, destination: str, settings: DownloadSettings, logger: _Logger
 ) -> DownloadedVideo:
-    destination = str(target)
     logger.info("Downloading the video at %s to %s (through a local temporary file)", redact_url(url), destination)
     fs, remote_path = target.fs, target.path
     try:
@@ -504,6 +505,9 @@ class _Transfer:
                 f"The connection to {redact_url(url)} ended after {self.written} of {self.total} bytes",
                 transient=True,
             )
+        if not self.written:
+            # No video is empty: a connection that closed before the body, or a broken host.
+            raise InfinityBlueDownloadError(f"{redact_url(url)} answered with an empty body", transient=True)
 
     def _start_over(self) -> None:
         self.file.seek(0)

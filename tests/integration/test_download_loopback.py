@@ -1,0 +1,160 @@
+"""InfinityBlueDownloadVideoOperator against real HTTP servers on 127.0.0.1: the emulator, and loopback helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from airflow_provider_infinityblue.download import InfinityBlueDownloadError
+from airflow_provider_infinityblue.emulator.sample_video import SAMPLE_VIDEO_PATH
+from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+from airflow_provider_infinityblue.models import GenerationRequest
+from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueDownloadVideoOperator
+from airflow_provider_infinityblue.retry import RetryPolicy
+from airflow_provider_infinityblue.testing import DEFAULT_FAKE_API_KEY, EmulatorHandle, running_emulator
+from tests.integration.video_servers import CuttingProxy, GeneratedVideoServer, generated_video
+from tests.unit.fakes import task_context
+
+SAMPLE = Path(SAMPLE_VIDEO_PATH).read_bytes()
+VIDEO_ROUTE = "GET /videos/{task_id}.mp4"
+
+
+def operator(
+    url: str, destination: Path | str, *, max_attempts: int = 3, **kwargs
+) -> InfinityBlueDownloadVideoOperator:
+    op = InfinityBlueDownloadVideoOperator(task_id="download", url=url, destination=str(destination), **kwargs)
+    op.download_retry_policy = RetryPolicy(max_attempts=max_attempts, initial_backoff=0.01, max_backoff=0.02)
+    return op
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
+    with running_emulator(generation_seconds=0.2) as handle:
+        monkeypatch.setenv("AIRFLOW_CONN_INFINITYBLUE_DEFAULT", handle.airflow_connection())
+        yield handle
+
+
+def finished_video_url(emulator: EmulatorHandle) -> str:
+    """Generate a video on the emulator with the real hook and return the URL it finished with."""
+    with InfinityBlueHook() as hook:
+        generation_id = hook.submit_generation(GenerationRequest(prompt="A heron at dawn", model="kling-v2-5-turbo"))
+        url = hook.wait_for_generation(generation_id, poll_interval=0.05, timeout=30).video_url
+    assert url == f"{emulator.url}/videos/{generation_id}.mp4"
+    return url
+
+
+def video_answers(emulator: EmulatorHandle) -> dict[str, int]:
+    return emulator.stats()["requests"].get(VIDEO_ROUTE, {})
+
+
+class TestFromTheEmulator:
+    def test_saves_the_sample_video_byte_for_byte(self, emulator, tmp_path) -> None:
+        url = finished_video_url(emulator)
+        destination = tmp_path / "videos" / "heron.mp4"
+        context = task_context()
+
+        result = operator(url, destination, chunk_bytes=4096).execute(context)
+
+        assert result == str(destination)
+        assert destination.read_bytes() == SAMPLE
+        assert context["ti"].xcom == {"size_bytes": len(SAMPLE), "sha256": hashlib.sha256(SAMPLE).hexdigest()}
+        assert [p.name for p in destination.parent.iterdir()] == ["heron.mp4"]
+        assert video_answers(emulator) == {"200": 1}
+
+    def test_resumes_with_a_range_request_when_the_connection_drops(self, emulator, tmp_path) -> None:
+        url = finished_video_url(emulator)
+        target = urlsplit(url)
+        assert target.hostname is not None
+        assert target.port is not None
+        with CuttingProxy((target.hostname, target.port), cut_after=12_000) as proxy:
+            proxied = target._replace(netloc=proxy.address).geturl()
+            context = task_context()
+            operator(proxied, tmp_path / "heron.mp4", chunk_bytes=1024).execute(context)
+
+        assert (tmp_path / "heron.mp4").read_bytes() == SAMPLE
+        assert context["ti"].xcom["sha256"] == hashlib.sha256(SAMPLE).hexdigest()
+        assert proxy.connections == 2
+        # The second request asked for the rest only, and the emulator served it as a range.
+        assert video_answers(emulator) == {"200": 1, "206": 1}
+
+    def test_a_drop_with_no_attempt_left_leaves_nothing(self, emulator, tmp_path) -> None:
+        url = finished_video_url(emulator)
+        target = urlsplit(url)
+        assert target.hostname is not None
+        assert target.port is not None
+        with (
+            CuttingProxy((target.hostname, target.port), cut_after=12_000) as proxy,
+            pytest.raises(InfinityBlueDownloadError, match="Could not download"),
+        ):
+            operator(target._replace(netloc=proxy.address).geturl(), tmp_path / "heron.mp4", max_attempts=1).execute(
+                task_context()
+            )
+        assert list(tmp_path.iterdir()) == []
+
+    def test_a_video_that_is_not_finished_is_a_clear_404(self, emulator, tmp_path) -> None:
+        with pytest.raises(InfinityBlueDownloadError, match=r"HTTP 404 .*No finished video.*The video is not there"):
+            operator(f"{emulator.url}/videos/never-generated.mp4", tmp_path / "x.mp4").execute(task_context())
+        assert video_answers(emulator) == {"404": 1}  # not retried
+        assert list(tmp_path.iterdir()) == []
+
+    def test_the_api_key_is_not_sent_to_the_video_host(self, emulator, tmp_path) -> None:
+        # The fixture set up the InfinityBlue connection with its key, and the hook used it.
+        finished_video_url(emulator)
+        with GeneratedVideoServer(size=1000) as host:
+            operator(host.url, tmp_path / "a.mp4").execute(task_context())
+        assert len(host.requests) == 1
+        assert "Authorization" not in host.requests[0]
+        assert DEFAULT_FAKE_API_KEY not in str(host.requests[0])
+        assert host.requests[0]["User-Agent"].startswith("airflow-provider-infinityblue/")
+
+
+class TestConstantMemory:
+    SIZE = 24 * 1024 * 1024
+    CHUNK = 64 * 1024
+
+    def test_memory_peak_stays_far_below_the_video_size(self, tmp_path) -> None:
+        with GeneratedVideoServer(size=self.SIZE) as server:
+            operator(server.url, tmp_path / "warm-up.mp4").execute(task_context())  # imports and first-use caches
+
+            # The control: reading the body in one piece is seen by this measure.
+            tracemalloc.start()
+            try:
+                assert len(requests.get(server.url, timeout=30).content) == self.SIZE
+                _, whole_body_peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+
+            tracemalloc.start()
+            try:
+                context = task_context()
+                operator(server.url, tmp_path / "big.mp4", chunk_bytes=self.CHUNK).execute(context)
+                _, streaming_peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+
+        assert whole_body_peak >= self.SIZE
+        assert streaming_peak < self.SIZE / 16, f"peak {streaming_peak} bytes for a {self.SIZE}-byte video"
+        assert (tmp_path / "big.mp4").stat().st_size == self.SIZE
+        assert context["ti"].xcom["size_bytes"] == self.SIZE
+
+    def test_resumes_a_large_video_where_it_stopped(self, tmp_path) -> None:
+        size = 3 * 1024 * 1024
+        with GeneratedVideoServer(size=size) as server:
+            address = urlsplit(server.url)
+            assert address.hostname is not None
+            assert address.port is not None
+            with CuttingProxy((address.hostname, address.port), cut_after=size // 2) as proxy:
+                context = task_context()
+                proxied = address._replace(netloc=proxy.address).geturl()
+                operator(proxied, tmp_path / "v.mp4", chunk_bytes=64 * 1024).execute(context)
+        assert context["ti"].xcom["sha256"] == hashlib.sha256(generated_video(size)).hexdigest()
+        assert len(server.requests) == 2
+        resumed_at = int(server.requests[1]["Range"].removeprefix("bytes=").removesuffix("-"))
+        # All that arrived before the cut, but the last chunk in flight (and the headers).
+        assert size // 2 - 2 * 64 * 1024 < resumed_at < size // 2
+        assert server.requests[1]["If-Range"] == '"generated"'

@@ -1,0 +1,139 @@
+"""InfinityBlueDownloadVideoOperator writing to s3:// through Airflow's ObjectStoragePath, against a real
+S3 API (moto's server) on 127.0.0.1.
+
+The way a user reaches S3: the Amazon provider (with s3fs) serves the ``s3`` scheme, and an ``aws``
+connection, named by ``destination_conn_id``, says where S3 is (``endpoint_url`` in its extra, as
+for MinIO or any S3-compatible store). Credentials come from the environment, and are fake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from airflow_provider_infinityblue.download import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError
+from airflow_provider_infinityblue.emulator.sample_video import SAMPLE_VIDEO_PATH
+from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+from airflow_provider_infinityblue.models import GenerationRequest
+from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueDownloadVideoOperator
+from airflow_provider_infinityblue.retry import RetryPolicy
+from airflow_provider_infinityblue.testing import running_emulator
+from tests.integration.video_servers import CuttingProxy
+from tests.unit.fakes import task_context
+
+SAMPLE = Path(SAMPLE_VIDEO_PATH).read_bytes()
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> str:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A fresh bucket, and the name of an Airflow ``aws`` connection pointing at the loopback S3."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        # Nothing from the developer's own AWS setup may take part.
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    # One connection id per server: Airflow caches the filesystem of each (scheme, connection).
+    conn_id = f"moto_s3_{urlsplit(s3_endpoint).port}"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": s3_endpoint, "region_name": REGION}}),
+    )
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=REGION)
+    bucket = f"videos-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return client, bucket, conn_id
+
+
+@pytest.fixture
+def video_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The URL of a video finished on the emulator, found with the real hook."""
+    with running_emulator(generation_seconds=0.2) as emulator:
+        monkeypatch.setenv("AIRFLOW_CONN_INFINITYBLUE_DEFAULT", emulator.airflow_connection())
+        with InfinityBlueHook() as hook:
+            generation_id = hook.submit_generation(GenerationRequest(prompt="A kite over dunes", model="veo_3_1"))
+            url = hook.wait_for_generation(generation_id, poll_interval=0.05, timeout=30).video_url
+        assert url is not None
+        yield url
+
+
+def operator(
+    url: str, destination: str, conn_id: str, *, max_attempts: int = 1, **kwargs
+) -> InfinityBlueDownloadVideoOperator:
+    op = InfinityBlueDownloadVideoOperator(
+        task_id="download", url=url, destination=destination, destination_conn_id=conn_id, **kwargs
+    )
+    op.download_retry_policy = RetryPolicy(max_attempts=max_attempts, initial_backoff=0.01, max_backoff=0.02)
+    return op
+
+
+def keys(client, bucket: str) -> list[str]:
+    return [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_the_video_lands_in_the_bucket(s3, video_url: str, tmp_path: Path, monkeypatch) -> None:
+    client, bucket, conn_id = s3
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    destination = f"s3://{bucket}/videos/2026-01-01/kite.mp4"
+    context = task_context()
+
+    result = operator(video_url, destination, conn_id, chunk_bytes=8192).execute(context)
+
+    assert result == destination
+    stored = client.get_object(Bucket=bucket, Key="videos/2026-01-01/kite.mp4")["Body"].read()
+    assert stored == SAMPLE
+    assert context["ti"].xcom == {"size_bytes": len(SAMPLE), "sha256": hashlib.sha256(stored).hexdigest()}
+    assert keys(client, bucket) == ["videos/2026-01-01/kite.mp4"]
+    assert list(tmp_path.iterdir()) == []  # the local temporary copy is gone
+
+
+def test_a_download_cut_short_leaves_no_object(s3, video_url: str, tmp_path: Path, monkeypatch) -> None:
+    client, bucket, conn_id = s3
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    target = urlsplit(video_url)
+    assert target.hostname is not None
+    assert target.port is not None
+    with CuttingProxy((target.hostname, target.port), cut_after=12_000) as proxy:
+        cut = operator(target._replace(netloc=proxy.address).geturl(), f"s3://{bucket}/videos/kite.mp4", conn_id)
+        with pytest.raises(InfinityBlueDownloadError, match="Could not download"):
+            cut.execute(task_context())
+    assert keys(client, bucket) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_answer_leaves_no_object(s3, video_url: str) -> None:
+    client, bucket, conn_id = s3
+    with pytest.raises(InfinityBlueDownloadRefusedError, match="more than max_bytes=1000"):
+        operator(video_url, f"s3://{bucket}/videos/kite.mp4", conn_id, max_bytes=1000).execute(task_context())
+    assert keys(client, bucket) == []
+
+
+def test_a_missing_bucket_is_an_infinityblue_error(s3, video_url: str) -> None:
+    _, _, conn_id = s3
+    with pytest.raises(InfinityBlueDownloadError, match=r"Could not save the video to s3://no-such-bucket-") as failed:
+        operator(video_url, f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/kite.mp4", conn_id).execute(task_context())
+    assert "bucket does not exist" in str(failed.value).lower()
