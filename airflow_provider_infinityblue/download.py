@@ -23,7 +23,7 @@ import secrets
 import tempfile
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -201,7 +201,7 @@ def download_video(
         saved = _download_to_local_file(url, local, settings, logger)
         # A file:// URL is handed on as given; a plain path as an absolute one, since a relative
         # path means little to downstream tasks that run in another directory.
-        return _with_destination(saved, destination) if scheme else saved
+        return replace(saved, destination=destination) if scheme else saved
     target = _object_storage_path(destination, destination_conn_id)
     return _download_to_object_storage(url, target, destination, settings, logger)
 
@@ -315,10 +315,6 @@ def _temporary_file(directory: Path, prefix: str, *, mode: int) -> Iterator[tupl
             yield path, file
     finally:
         path.unlink(missing_ok=True)
-
-
-def _with_destination(saved: DownloadedVideo, destination: str) -> DownloadedVideo:
-    return DownloadedVideo(destination, saved.size_bytes, saved.sha256, saved.content_type)
 
 
 # -- HTTP -----------------------------------------------------------------------------------
@@ -571,13 +567,11 @@ def _status_error(response: requests.Response, url: str) -> InfinityBlueDownload
     status = response.status_code
     detail = _error_detail(response)
     message = f"The video host answered HTTP {status} to GET {redact_url(url)}: {detail}"
-    if status == 429:
+    if status == 429 or status >= 500 or status == 408:
+        # CDNs send Retry-After with 503s too, not only with 429s.
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return InfinityBlueDownloadError(
-            message + " (rate limited)", transient=True, status_code=status, retry_after=retry_after
-        )
-    if status >= 500 or status == 408:
-        return InfinityBlueDownloadError(message, transient=True, status_code=status)
+        suffix = " (rate limited)" if status == 429 else ""
+        return InfinityBlueDownloadError(message + suffix, transient=True, status_code=status, retry_after=retry_after)
     if status in (401, 403):
         hint = (
             "The link may have expired (signed URLs do) or be private. No credentials are sent to video "

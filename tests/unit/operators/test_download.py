@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -245,14 +247,23 @@ class TestRetries:
         operator(tmp_path / "t1.mp4").execute(task_context())
         assert (tmp_path / "t1.mp4").read_bytes() == VIDEO
 
-    def test_429_waits_as_told(self, tmp_path, requests_mock, monkeypatch):
+    @pytest.mark.parametrize("status", [429, 503])
+    def test_retry_after_is_honoured(self, tmp_path, requests_mock, monkeypatch, status):
         waits: list[float] = []
         monkeypatch.setattr("airflow_provider_infinityblue.download.time.sleep", waits.append)
         requests_mock.get(
-            VIDEO_URL, [{"status_code": 429, "headers": {"Retry-After": "7"}}, {"content": VIDEO, "headers": MP4}]
+            VIDEO_URL, [{"status_code": status, "headers": {"Retry-After": "7"}}, {"content": VIDEO, "headers": MP4}]
         )
         operator(tmp_path / "t1.mp4").execute(task_context())
         assert waits == [7.0]
+        assert (tmp_path / "t1.mp4").read_bytes() == VIDEO
+
+    def test_a_retry_after_beyond_reason_is_not_waited_for(self, tmp_path, requests_mock, monkeypatch):
+        monkeypatch.setattr("airflow_provider_infinityblue.download.time.sleep", pytest.fail)
+        requests_mock.get(VIDEO_URL, status_code=429, headers={"Retry-After": "3600"})
+        with pytest.raises(InfinityBlueDownloadError, match=r"HTTP 429 .*\(rate limited\)"):
+            operator(tmp_path / "t1.mp4").execute(task_context())
+        assert requests_mock.call_count == 1
 
     def test_gives_up_after_max_attempts_with_the_last_error(self, tmp_path, requests_mock):
         requests_mock.get(VIDEO_URL, status_code=500, text="oops")
@@ -521,3 +532,13 @@ class TestParameters:
     def test_errors_are_infinityblue_errors(self):
         assert issubclass(InfinityBlueDownloadRefusedError, InfinityBlueDownloadError)
         assert issubclass(InfinityBlueDownloadError, InfinityBlueError)
+
+
+@pytest.mark.parametrize(
+    "module", ["airflow_provider_infinityblue.download", "airflow_provider_infinityblue.operators.infinityblue"]
+)
+def test_importing_stays_light(module: str) -> None:
+    forbidden = ["requests", "aiohttp", "s3fs", "boto3", "botocore"]
+    code = f"import sys, {module}; print([m for m in {forbidden!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
