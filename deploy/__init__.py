@@ -1,0 +1,21 @@
+"""Start a real Airflow deployment on loopback, one process per component, for tests and demos.
+
+``LocalDeployment`` and ``CeleryDeployment`` are context managers; ``python -m deploy`` runs one
+against the local InfinityBlue emulator until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+from deploy.api import AirflowApi, AirflowApiError
+from deploy.deployment import AirflowDeployment, CeleryDeployment, LocalDeployment
+from deploy.processes import DeploymentError, ManagedProcess
+
+__all__ = [
+    "AirflowApi",
+    "AirflowApiError",
+    "AirflowDeployment",
+    "CeleryDeployment",
+    "DeploymentError",
+    "LocalDeployment",
+    "ManagedProcess",
+]
