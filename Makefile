@@ -6,7 +6,7 @@ AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit venv clean
+.PHONY: test lint demo venv clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The README's first command: the daily text-to-video example end to end, on the local emulator
+# (or on the real API when INFINITYBLUE_API_KEY is set).
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

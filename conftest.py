@@ -9,7 +9,7 @@ from pathlib import Path
 REPO = Path(__file__).parent
 # Folders whose DAGs the tests run with dag.test(): linked into one DAGs folder, since
 # Airflow reads the folder once, when its configuration loads.
-DAG_FOLDERS = {"e2e": REPO / "tests" / "integration" / "dags"}
+DAG_FOLDERS = {"e2e": REPO / "tests" / "integration" / "dags", "examples": REPO / "example_dags"}
 
 # Set before anything imports Airflow (doctests import the hook module too).
 _home = Path(tempfile.mkdtemp(prefix="infinityblue-airflow-home-"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +16,14 @@ import pytest
 from airflow_provider_infinityblue.testing import EmulatorHandle, running_emulator
 from tests.conftest import FAKE_API_KEY
 
-DAGS_FOLDER = Path(__file__).parent / "dags"
+# The example DAGs read their poll interval when parsed (once per session): keep it short for the emulator.
+os.environ["INFINITYBLUE_EXAMPLE_POLL_SECONDS"] = "0.2"
+
+REPO = Path(__file__).parents[2]
+DAG_FILES = [
+    REPO / "tests" / "integration" / "dags" / "infinityblue_e2e.py",
+    *sorted((REPO / "example_dags").glob("*.py")),
+]
 
 
 @dataclass
@@ -27,6 +35,7 @@ class DagRunResult:
     xcom: dict[tuple[str, str], Any]
     rendered: dict[str, dict[str, Any]]
     logs: str = field(repr=False)
+    mapped_xcom: dict[tuple[str, str], dict[int, Any]] = field(default_factory=dict, repr=False)
 
 
 @pytest.fixture(scope="session")
@@ -37,13 +46,19 @@ def airflow_db() -> None:
 
 
 @pytest.fixture(scope="session")
-def e2e_dags(airflow_db: None) -> Any:
-    spec = importlib.util.spec_from_file_location("infinityblue_e2e_dags", DAGS_FOLDER / "infinityblue_e2e.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def dags(airflow_db: None) -> dict[str, Any]:
+    """Every DAG the tests run, by id, loaded from its file as the DAG processor would."""
+    from airflow.sdk import DAG
+
+    found: dict[str, Any] = {}
+    for path in DAG_FILES:
+        spec = importlib.util.spec_from_file_location(f"dags_under_test_{path.stem}", path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found.update({value.dag_id: value for value in vars(module).values() if isinstance(value, DAG)})
+    return found
 
 
 @pytest.fixture
@@ -55,33 +70,36 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
 
 
 @pytest.fixture
-def run_dag(e2e_dags: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
+def run_dag(dags: dict[str, Any], capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
     """Run one DAG with ``dag.test()`` and collect what it left behind."""
 
-    def run(dag_id: str) -> DagRunResult:
+    def run(dag_id: str, run_conf: dict[str, Any] | None = None) -> DagRunResult:
         from airflow.models.renderedtifields import RenderedTaskInstanceFields
         from airflow.models.taskinstance import TaskInstance
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
         from sqlalchemy import select
 
-        dag = next(value for value in vars(e2e_dags).values() if getattr(value, "dag_id", None) == dag_id)
         capfd.readouterr()
         caplog.clear()
         caplog.set_level(logging.DEBUG)
-        dag_run = dag.test()
+        dag_run = dags[dag_id].test(run_conf=run_conf)
         captured = capfd.readouterr()
         with create_session() as session:
             scope = {"dag_id": dag_id, "run_id": dag_run.run_id}
             tis = session.scalars(select(TaskInstance).filter_by(**scope)).all()
             xcoms = session.scalars(select(XComModel).filter_by(**scope)).all()
-            rendered = session.scalars(select(RenderedTaskInstanceFields).filter_by(**scope)).all()
+            rendered = session.scalars(select(RenderedTaskInstanceFields).filter_by(**scope, map_index=-1)).all()
+            mapped: dict[tuple[str, str], dict[int, Any]] = {}
+            for x in xcoms:
+                mapped.setdefault((x.task_id, x.key), {})[x.map_index] = XComModel.deserialize_value(x)
             return DagRunResult(
                 state=str(dag_run.state),
-                tasks={ti.task_id: (str(ti.state), ti.try_number) for ti in tis},
-                xcom={(x.task_id, x.key): XComModel.deserialize_value(x) for x in xcoms},
+                tasks={ti.task_id: (str(ti.state), ti.try_number) for ti in tis if ti.map_index < 0},
+                xcom={key: values[-1] for key, values in mapped.items() if -1 in values},
                 rendered={r.task_id: r.rendered_fields for r in rendered},
                 logs="\n".join((captured.out, captured.err, caplog.text)),
+                mapped_xcom=mapped,
             )
 
     return run

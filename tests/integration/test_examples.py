@@ -1,0 +1,129 @@
+"""The example DAGs: each imports cleanly and fast, and each runs end to end against the emulator."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import FAKE_API_KEY
+
+EXAMPLES = Path(__file__).parents[2] / "example_dags"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("example_*.py"))
+SAMPLE_MP4 = Path(__file__).parents[2] / "airflow_provider_infinityblue" / "emulator" / "sample.mp4"
+# What importing one example may cost once Airflow itself is loaded: the provider's share of a DAG parse.
+PARSE_BUDGET_SECONDS = 0.5
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_every_example_dag_imports_without_errors(airflow_db) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(EXAMPLES))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {
+        "example_infinityblue_text_to_video",
+        "example_infinityblue_image_to_video",
+        "example_infinityblue_prompt_backfill",
+        "example_infinityblue_chain_generate",
+        "example_infinityblue_chain_publish",
+    }
+    assert all("infinityblue" in dag.tags for dag in bag.dags.values())
+
+
+def test_examples_parse_within_budget_without_heavy_imports() -> None:
+    """Timed in a fresh interpreter after Airflow is imported: what the provider adds to each DAG parse."""
+    code = (
+        "import json, runpy, sys, time, airflow.sdk\n"
+        "times = {}\n"
+        f"for path in {[str(p) for p in EXAMPLE_FILES]!r}:\n"
+        "    started = time.perf_counter()\n"
+        "    runpy.run_path(path)\n"
+        "    times[path] = time.perf_counter() - started\n"
+        "print(json.dumps({'times': times, 'heavy': [m for m in ('aiohttp', 'requests') if m in sys.modules]}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(measured["times"]) == len(EXAMPLE_FILES) == 4
+    assert {path: t for path, t in measured["times"].items() if t >= PARSE_BUDGET_SECONDS} == {}
+    assert measured["heavy"] == []
+
+
+def test_text_to_video(run_dag, emulator, tmp_path) -> None:
+    result = run_dag("example_infinityblue_text_to_video", {"output_dir": str(tmp_path)})
+    assert result.state == "success", result.logs[-3000:]
+    video = Path(result.xcom[("download", "return_value")])
+    assert video.parent == tmp_path / "text_to_video"
+    assert video.read_bytes() == SAMPLE_MP4.read_bytes()
+    assert result.xcom[("download", "sha256")] == sha256_of(video)
+    prompt = result.rendered["generate"]["prompt"]
+    assert "{{" not in prompt
+    assert prompt.startswith("A quiet harbour town on ")
+    assert FAKE_API_KEY not in result.logs
+
+
+def test_image_to_video_from_url_and_from_local_file(run_dag, emulator) -> None:
+    result = run_dag("example_infinityblue_image_to_video")
+    assert result.state == "success", result.logs[-3000:]
+    for task_id in ("animate_image_url", "animate_local_file"):
+        assert result.xcom[(task_id, "return_value")].startswith(emulator.url)
+    assert result.rendered["animate_image_url"]["image"].startswith("https://")
+    assert result.rendered["animate_local_file"]["image"].endswith("assets/first_frame.png")
+    assert emulator.stats()["submissions"] == 2
+
+
+def test_prompt_backfill_maps_downloads_and_writes_a_manifest(run_dag, emulator, tmp_path) -> None:
+    from airflow.models.pool import Pool
+
+    Pool.create_or_update_pool(
+        "infinityblue_generations", slots=4, description="InfinityBlue generations in flight", include_deferred=True
+    )
+    result = run_dag("example_infinityblue_prompt_backfill", {"output_dir": str(tmp_path)})
+    assert result.state == "success", result.logs[-3000:]
+    rows = [line for line in (EXAMPLES / "data" / "prompts.jsonl").read_text().splitlines() if line.strip()]
+    assert len(rows) == 20
+    assert len(result.mapped_xcom[("generate", "return_value")]) == 20
+    assert emulator.stats()["submissions"] == 20
+    manifest = Path(result.xcom[("write_manifest", "return_value")])
+    with manifest.open() as handle:
+        entries = list(csv.DictReader(handle))
+    assert len(entries) == 20
+    assert {entry["infinityblue_task_id"] for entry in entries} == set(
+        result.mapped_xcom[("generate", "infinityblue_task_id")].values()
+    )
+    for entry in entries:
+        assert entry["video_url"].startswith(emulator.url)
+        assert sha256_of(Path(entry["file"])) == entry["sha256"]
+    assert entries[0]["prompt"].startswith("A paper boat")
+
+
+def test_chain_passes_the_video_through_an_asset_event(run_dag, emulator, tmp_path) -> None:
+    generated = run_dag("example_infinityblue_chain_generate")
+    assert generated.state == "success", generated.logs[-3000:]
+    url = generated.xcom[("generate", "return_value")]
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        event = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "infinityblue_daily_video")
+            .order_by(AssetEvent.id.desc())
+        ).first()
+        assert event is not None
+        assert event.extra["video_url"] == url
+
+    published = run_dag("example_infinityblue_chain_publish", {"output_dir": str(tmp_path)})
+    assert published.state == "success", published.logs[-3000:]
+    assert published.xcom[("video_to_publish", "return_value")] == url
+    copy = Path(published.xcom[("keep_a_copy", "return_value")])
+    assert copy.read_bytes() == SAMPLE_MP4.read_bytes()
