@@ -13,7 +13,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 @dataclass
@@ -40,22 +43,20 @@ class Received:
     body: bytes
 
 
-class LoopbackServer:
-    def __init__(self, replies: list[Reply] | None = None) -> None:
-        self.replies: deque[Reply] = deque(replies or [])
-        self.received: list[Received] = []
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+class ThreadedServer:
+    """An HTTP server on 127.0.0.1, on a free port, served from a daemon thread while in ``with``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -63,6 +64,19 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class LoopbackServer(ThreadedServer):
+    def __init__(self, replies: list[Reply] | None = None) -> None:
+        self.replies: deque[Reply] = deque(replies or [])
+        self.received: list[Received] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        super().__init__(self._handler_class())
+
+    @property
+    def url(self) -> str:
+        return self.base_url
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import ThreadedServer
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB, repeated to make videos of any size
 
@@ -16,7 +18,7 @@ def generated_video(size: int) -> bytes:
     return (PATTERN * (size // len(PATTERN) + 1))[:size]
 
 
-class GeneratedVideoServer:
+class GeneratedVideoServer(ThreadedServer):
     """Serves ``/video.mp4`` of ``size`` bytes, generated while sending: it holds no copy of the video.
 
     Honours ``Range: bytes=N-`` with a 206, and records each request's headers.
@@ -25,23 +27,11 @@ class GeneratedVideoServer:
     def __init__(self, size: int) -> None:
         self.size = size
         self.requests: list[dict[str, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler_class())
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/video.mp4"
-
-    def __enter__(self) -> GeneratedVideoServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return f"{self.base_url}/video.mp4"
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
