@@ -23,12 +23,6 @@ from tests.conftest import BASE_URL, FAKE_API_KEY
 STATUS_URL = f"{BASE_URL}/v1/video/generations/t1"
 
 
-@pytest.fixture
-def api():
-    with aioresponses() as mocked:
-        yield mocked
-
-
 def calls(api: aioresponses) -> int:
     return sum(len(requests) for requests in api.requests.values())
 

@@ -7,7 +7,6 @@ import time
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
 
 from airflow_provider_infinityblue.exceptions import (
     InfinityBlueError,
@@ -19,12 +18,6 @@ from airflow_provider_infinityblue.triggers.infinityblue import GenerationOutcom
 from tests.conftest import BASE_URL, FAKE_API_KEY
 
 STATUS_URL = f"{BASE_URL}/v1/video/generations/t1"
-
-
-@pytest.fixture
-def api():
-    with aioresponses() as mocked:
-        yield mocked
 
 
 @pytest.fixture
