@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
 
 from airflow_provider_infinityblue.exceptions import (
     InfinityBlueAuthenticationError,
@@ -19,6 +19,9 @@ from airflow_provider_infinityblue.exceptions import (
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.models import GenerationState
 from tests.conftest import BASE_URL, FAKE_API_KEY
+
+if TYPE_CHECKING:
+    from aioresponses import aioresponses
 
 STATUS_URL = f"{BASE_URL}/v1/video/generations/t1"
 
