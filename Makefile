@@ -6,14 +6,14 @@ AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo venv clean
+.PHONY: test test-deployment lint demo venv clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip install --python $(BIN)/python -e '.[test]' 'apache-airflow==$(AIRFLOW_VERSION)'
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[test,deployment]' 'apache-airflow==$(AIRFLOW_VERSION)'
 	@touch $@
 
 lint: $(STAMP)
@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Only the tier that runs a real Airflow deployment (scheduler, triggerers, workers, Redis) on loopback.
+test-deployment: $(STAMP)
+	$(BIN)/pytest tests/deployment
 
 # The README's first command: the daily text-to-video example end to end, on the local emulator
 # (or on the real API when INFINITYBLUE_API_KEY is set).
