@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
+    from typing_extensions import Self
+
 ADMIN_USER = "admin"
 STARTUP_TIMEOUT_SECONDS = 120.0
 MIGRATE_TIMEOUT_SECONDS = 300.0
@@ -128,7 +130,7 @@ class AirflowDeployment:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def __enter__(self) -> AirflowDeployment:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:

@@ -58,7 +58,7 @@ def text_to_video_defers_to_the_triggerer(
     api = deployment.api
     # Today's run, triggered by hand with a conf before the DAG is unpaused: the scheduler then finds a
     # run for that date and starts no second one. (Its templates need a logical date: `ds`.)
-    logical_date = api.dag(TEXT_TO_VIDEO)["next_dagrun_logical_date"]
+    logical_date = api.wait_for_dag(TEXT_TO_VIDEO)["next_dagrun_logical_date"]
     run_id = api.trigger(TEXT_TO_VIDEO, conf={"output_dir": str(output_dir)}, logical_date=logical_date)
     api.unpause(TEXT_TO_VIDEO)
     watch = RunWatch(deployment, emulator, TEXT_TO_VIDEO, run_id)

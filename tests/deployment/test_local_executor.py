@@ -41,14 +41,16 @@ def airflow(emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.mark.timeout(420)
-def test_text_to_video_waits_in_the_triggerer(airflow: LocalDeployment, emulator: EmulatorHandle, tmp_path: Path):
+def test_text_to_video_waits_in_the_triggerer(
+    airflow: LocalDeployment, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
     text_to_video_defers_to_the_triggerer(airflow, emulator, tmp_path, label="LocalExecutor")
 
 
 @pytest.mark.timeout(900)
 def test_twenty_generations_on_two_worker_slots_survive_a_triggerer_restart(
     airflow: LocalDeployment, emulator: EmulatorHandle, tmp_path: Path
-):
+) -> None:
     """All 20 rows are deferred at once on 2 worker slots; the only triggerer is stopped and started
     again; every generation completes, resumed by the new triggerer, with one POST each."""
     backfill = BackfillRun(airflow, emulator, tmp_path)
@@ -93,7 +95,7 @@ def test_twenty_generations_on_two_worker_slots_survive_a_triggerer_restart(
 
 
 @pytest.mark.timeout(420)
-def test_a_lost_worker_is_retried_without_a_second_post(airflow: LocalDeployment, emulator: EmulatorHandle):
+def test_a_lost_worker_is_retried_without_a_second_post(airflow: LocalDeployment, emulator: EmulatorHandle) -> None:
     """SIGKILL the worker (the task's supervisor and the task process) while it polls, after its POST.
 
     The scheduler notices the missing heartbeats and retries the task; the retry finds the generation
