@@ -28,7 +28,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -380,22 +379,12 @@ class AirflowDeployment:
 
     # -- observations -------------------------------------------------------------------------
 
-    def alive_jobs(self, job_type: str) -> list[dict[str, Any]]:
-        """The jobs of this type that are running and heartbeating, newest first."""
-        return [job for job in self.api.jobs(job_type) if job["end_date"] is None and job["state"] == "running"]
-
     def wait_for_run(self, dag_id: str, run_id: str, *, timeout: float) -> dict[str, Any]:
         """:meth:`AirflowApi.wait_for_run`, with every component's log tail in the error on a timeout."""
         try:
             return self.api.wait_for_run(dag_id, run_id, timeout=timeout)
         except DeploymentError as error:
             raise DeploymentError(f"{error}\n{self.log_tails()}") from None
-
-    def started_for(self, name: str) -> float:
-        """Seconds the component has been running."""
-        started = self.components[name].started_at
-        assert started is not None
-        return time.time() - started
 
 
 class LocalDeployment(AirflowDeployment):
