@@ -9,8 +9,10 @@ Neither HTTP library is imported until the first call, so DAG files parse fast.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import json
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,7 +45,7 @@ from airflow_provider_infinityblue.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from types import TracebackType
+    from types import ModuleType, TracebackType
 
     import aiohttp
     import requests
@@ -290,8 +292,7 @@ class InfinityBlueHook(BaseHook):
     async def aget_conn(self) -> aiohttp.ClientSession:
         """The hook's ``aiohttp.ClientSession``, created on first use and kept until :meth:`aclose`."""
         if self._async_session is None or self._async_session.closed:
-            import aiohttp
-
+            aiohttp = await _import_off_the_loop("aiohttp")
             settings = await self.asettings()
             self._async_session = aiohttp.ClientSession(
                 headers=self._headers(settings),
@@ -553,6 +554,14 @@ def _may_have_been_created(error: InfinityBlueError) -> bool:
     if isinstance(error, InfinityBlueConnectionError):
         return error.request_sent
     return isinstance(error, (InfinityBlueServerError, InfinityBlueResponseError))
+
+
+async def _import_off_the_loop(name: str) -> ModuleType:
+    """Import a module in a worker thread the first time: importing aiohttp takes a few hundred
+    milliseconds, which would stall every other trigger sharing the triggerer's event loop."""
+    if name in sys.modules:
+        return sys.modules[name]
+    return await asyncio.to_thread(importlib.import_module, name)
 
 
 def _mask_secret(secret: str) -> None:

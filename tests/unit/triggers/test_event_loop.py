@@ -1,0 +1,54 @@
+"""A fresh triggerer: the first InfinityBlue trigger must not stall the shared event loop (aiohttp's import)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+# The longest the loop may go without running another coroutine: the import itself takes ~0.3 s here.
+MAX_LOOP_STALL_SECONDS = 0.2
+
+FIRST_TRIGGER_IN_A_FRESH_PROCESS = """
+import asyncio, json, os, sys, time
+from tests.loopback import LoopbackServer, Reply
+
+import airflow_provider_infinityblue.triggers.infinityblue as triggers
+aiohttp_before = "aiohttp" in sys.modules
+
+async def another_trigger(gaps):
+    # Stands for the other triggers sharing the triggerer's loop: records how long each turn waited.
+    last = time.perf_counter()
+    while True:
+        await asyncio.sleep(0.01)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+
+async def first_trigger(url):
+    os.environ["AIRFLOW_CONN_INFINITYBLUE_DEFAULT"] = json.dumps(
+        {"conn_type": "infinityblue", "host": url, "password": "sk-test-FAKE0000notarealkey0000"})
+    gaps = []
+    neighbour = asyncio.ensure_future(another_trigger(gaps))
+    await asyncio.sleep(0.05)
+    trigger = triggers.InfinityBlueVideoTrigger("t1", poll_interval=0.01, timeout=30)
+    events = [event.payload async for event in trigger.run()]
+    neighbour.cancel()
+    return events, max(gaps)
+
+done = Reply(body={"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"})
+with LoopbackServer([done]) as server:
+    events, stall = asyncio.run(first_trigger(server.url))
+print(json.dumps({"aiohttp_before": aiohttp_before, "status": events[0]["status"], "stall": stall}))
+"""
+
+
+def test_first_trigger_does_not_stall_the_loop() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", FIRST_TRIGGER_IN_A_FRESH_PROCESS], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outcome["aiohttp_before"] is False  # the import really happens during the trigger's run
+    assert outcome["status"] == "success"
+    assert outcome["stall"] < MAX_LOOP_STALL_SECONDS
