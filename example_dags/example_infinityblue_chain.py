@@ -34,10 +34,11 @@ with DAG(
 ) as generating_dag:
     generate = InfinityBlueGenerateVideoOperator(
         task_id="generate",
-        prompt="A morning weather report backdrop: sunrise over rooftops on {{ ds }}, slow pan",
+        prompt="Sunrise over rooftops on {{ (dag_run.logical_date or dag_run.run_after) | ds }}, slow pan",
         duration=5,
         deferrable=True,
         poll_interval=POLL_SECONDS,
+        retries=1,
     )
 
     @task(outlets=[DAILY_VIDEO])
@@ -70,5 +71,6 @@ with DAG(
     InfinityBlueDownloadVideoOperator(
         task_id="keep_a_copy",
         url=video_to_publish(),
-        destination="{{ params.output_dir }}/published/{{ ts_nodash }}.mp4",
+        # Runs started by an Asset event have no logical date: name the file after the run's time.
+        destination="{{ params.output_dir }}/published/{{ dag_run.run_after | ts_nodash }}.mp4",
     )

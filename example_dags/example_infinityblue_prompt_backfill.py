@@ -70,15 +70,17 @@ with DAG(
     @task
     def write_manifest(rows: list[dict[str, Any]], urls: list[str], files: list[str], **context: Any) -> str:
         """One line per video: what was asked, what the API called it, where the copy is and its checksum."""
-        ti = context["ti"]
-        task_ids = ti.xcom_pull(task_ids="generate", key="infinityblue_task_id")
-        checksums = ti.xcom_pull(task_ids="download", key="sha256")
+        ti, count = context["ti"], len(rows)
+        task_ids = ti.xcom_pull(task_ids="generate", key="infinityblue_task_id", map_indexes=list(range(count)))
+        checksums = ti.xcom_pull(task_ids="download", key="sha256", map_indexes=list(range(count)))
         manifest = Path(files[0]).parent / "manifest.csv"
         with manifest.open("w", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(["prompt", "model", "infinityblue_task_id", "video_url", "file", "sha256"])
-            for row, task_id, url, file, sha256 in zip(rows, task_ids, urls, files, checksums, strict=True):
-                writer.writerow([row["prompt"], row["model"], task_id, url, file, sha256])
+            for index, row in enumerate(rows):
+                writer.writerow(
+                    [row["prompt"], row["model"], task_ids[index], urls[index], files[index], checksums[index]]
+                )
         return str(manifest)
 
     write_manifest(prompts, generate.output, download.output)

@@ -38,9 +38,11 @@ with DAG(
 ) as dag:
     generate = InfinityBlueGenerateVideoOperator(
         task_id="generate",
-        # Rendered per run: each day gets its own clip.
+        # Rendered per run: each day gets its own clip. A run started by hand may have no logical date,
+        # hence the fallback to the time the run was created for.
         prompt=(
-            "A quiet harbour town on {{ logical_date.strftime('%A, %d %B %Y') }}: fishing boats coming home "
+            "A quiet harbour town on {{ (dag_run.logical_date or dag_run.run_after).strftime('%A, %d %B %Y') }}: "
+            "fishing boats coming home "
             "at golden hour, gulls overhead, slow cinematic dolly shot"
         ),
         model="kling-v2-5-turbo",
@@ -51,10 +53,11 @@ with DAG(
         deferrable=True,
         poll_interval=POLL_SECONDS,
         timeout=30 * 60,
+        retries=1,  # a retry re-attaches to the generation already submitted: it never pays twice
     )
 
     download = InfinityBlueDownloadVideoOperator(
         task_id="download",
         url=generate.output,  # the video URL the generate task returned
-        destination="{{ params.output_dir }}/text_to_video/{{ ds }}.mp4",
+        destination="{{ params.output_dir }}/text_to_video/{{ (dag_run.logical_date or dag_run.run_after) | ds }}.mp4",
     )

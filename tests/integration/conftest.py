@@ -73,7 +73,8 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
 def run_dag(dags: dict[str, Any], capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
     """Run one DAG with ``dag.test()`` and collect what it left behind."""
 
-    def run(dag_id: str, run_conf: dict[str, Any] | None = None) -> DagRunResult:
+    def run(dag_id: str, run_conf: dict[str, Any] | None = None, *, with_logical_date: bool = True) -> DagRunResult:
+        """``with_logical_date=False`` runs it as a manual or Asset-triggered run is made: without one."""
         from airflow.models.renderedtifields import RenderedTaskInstanceFields
         from airflow.models.taskinstance import TaskInstance
         from airflow.models.xcom import XComModel
@@ -83,7 +84,8 @@ def run_dag(dags: dict[str, Any], capfd: pytest.CaptureFixture[str], caplog: pyt
         capfd.readouterr()
         caplog.clear()
         caplog.set_level(logging.DEBUG)
-        dag_run = dags[dag_id].test(run_conf=run_conf)
+        dates = {} if with_logical_date else {"logical_date": None}
+        dag_run = dags[dag_id].test(run_conf=run_conf, **dates)
         captured = capfd.readouterr()
         with create_session() as session:
             scope = {"dag_id": dag_id, "run_id": dag_run.run_id}

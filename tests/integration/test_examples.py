@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FAKE_API_KEY
 
 EXAMPLES = Path(__file__).parents[2] / "example_dags"
@@ -55,8 +57,11 @@ def test_examples_parse_within_budget_without_heavy_imports() -> None:
     assert measured["heavy"] == []
 
 
-def test_text_to_video(run_dag, emulator, tmp_path) -> None:
-    result = run_dag("example_infinityblue_text_to_video", {"output_dir": str(tmp_path)})
+@pytest.mark.parametrize("with_logical_date", [True, False], ids=["scheduled", "manual-without-logical-date"])
+def test_text_to_video(run_dag, emulator, tmp_path, with_logical_date) -> None:
+    result = run_dag(
+        "example_infinityblue_text_to_video", {"output_dir": str(tmp_path)}, with_logical_date=with_logical_date
+    )
     assert result.state == "success", result.logs[-3000:]
     video = Path(result.xcom[("download", "return_value")])
     assert video.parent == tmp_path / "text_to_video"
@@ -101,6 +106,7 @@ def test_prompt_backfill_maps_downloads_and_writes_a_manifest(run_dag, emulator,
         assert entry["video_url"].startswith(emulator.url)
         assert sha256_of(Path(entry["file"])) == entry["sha256"]
     assert entries[0]["prompt"].startswith("A paper boat")
+    assert "XCom not found" not in result.logs  # the manifest reads exactly the mapped XComs there are
 
 
 def test_chain_passes_the_video_through_an_asset_event(run_dag, emulator, tmp_path) -> None:
@@ -122,7 +128,8 @@ def test_chain_passes_the_video_through_an_asset_event(run_dag, emulator, tmp_pa
         assert event is not None
         assert event.extra["video_url"] == url
 
-    published = run_dag("example_infinityblue_chain_publish", {"output_dir": str(tmp_path)})
+    # Started by an Asset event, a run has no logical date.
+    published = run_dag("example_infinityblue_chain_publish", {"output_dir": str(tmp_path)}, with_logical_date=False)
     assert published.state == "success", published.logs[-3000:]
     assert published.xcom[("video_to_publish", "return_value")] == url
     copy = Path(published.xcom[("keep_a_copy", "return_value")])
