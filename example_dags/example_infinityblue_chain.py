@@ -11,7 +11,7 @@ What it shows
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, task
@@ -39,6 +39,7 @@ with DAG(
         deferrable=True,
         poll_interval=POLL_SECONDS,
         retries=1,
+        retry_delay=timedelta(seconds=10),
     )
 
     @task(outlets=[DAILY_VIDEO])

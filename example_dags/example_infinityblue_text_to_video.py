@@ -14,7 +14,7 @@ Set up for real: an ``infinityblue_default`` connection holding your key (see th
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
@@ -54,6 +54,7 @@ with DAG(
         poll_interval=POLL_SECONDS,
         timeout=30 * 60,
         retries=1,  # a retry re-attaches to the generation already submitted: it never pays twice
+        retry_delay=timedelta(seconds=10),
     )
 
     download = InfinityBlueDownloadVideoOperator(

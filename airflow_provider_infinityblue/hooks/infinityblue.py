@@ -12,7 +12,6 @@ import asyncio
 import importlib
 import itertools
 import json
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -556,12 +555,23 @@ def _may_have_been_created(error: InfinityBlueError) -> bool:
     return isinstance(error, (InfinityBlueServerError, InfinityBlueResponseError))
 
 
+# Modules imported by _import_off_the_loop, complete. sys.modules cannot tell: it holds a module from
+# the moment its import starts, so a second trigger would get a half-initialised aiohttp.
+_imported_off_the_loop: dict[str, ModuleType] = {}
+
+
 async def _import_off_the_loop(name: str) -> ModuleType:
     """Import a module in a worker thread the first time: importing aiohttp takes a few hundred
-    milliseconds, which would stall every other trigger sharing the triggerer's event loop."""
-    if name in sys.modules:
-        return sys.modules[name]
-    return await asyncio.to_thread(importlib.import_module, name)
+    milliseconds, which would stall every other trigger sharing the triggerer's event loop.
+
+    Triggers starting together each wait in their own thread on the import lock, so every one of
+    them gets the module only once it is fully initialised.
+    """
+    module = _imported_off_the_loop.get(name)
+    if module is None:
+        module = await asyncio.to_thread(importlib.import_module, name)
+        _imported_off_the_loop[name] = module
+    return module
 
 
 def _mask_secret(secret: str) -> None:

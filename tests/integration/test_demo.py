@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_infinityblue.testing import running_emulator
 
 REPO = Path(__file__).parents[2]
@@ -19,6 +21,7 @@ def demo_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+@pytest.mark.timeout(300)
 def test_make_demo_generates_and_downloads_a_playable_mp4() -> None:
     started = time.monotonic()
     result = subprocess.run(
@@ -38,6 +41,7 @@ def test_make_demo_generates_and_downloads_a_playable_mp4() -> None:
     assert video.read_bytes() == (REPO / "airflow_provider_infinityblue" / "emulator" / "sample.mp4").read_bytes()
 
 
+@pytest.mark.timeout(300)
 def test_a_failing_step_says_which_and_why(tmp_path) -> None:
     """The real-API path, pointed at an emulator that refuses the key: step 4 fails with the API's answer."""
     with running_emulator(api_key="sk-the-only-accepted-key-000000") as emulator:

@@ -31,24 +31,28 @@ async def first_trigger(url):
     gaps = []
     neighbour = asyncio.ensure_future(another_trigger(gaps))
     await asyncio.sleep(0.05)
-    trigger = triggers.InfinityBlueVideoTrigger("t1", poll_interval=0.01, timeout=30)
-    events = [event.payload async for event in trigger.run()]
+    async def run_one():
+        trigger = triggers.InfinityBlueVideoTrigger("t1", poll_interval=0.01, timeout=30)
+        return [event.payload async for event in trigger.run()]
+
+    # Twenty at once, as after a backfill defers or a triggerer restarts: all start before aiohttp is loaded.
+    results = await asyncio.gather(*(run_one() for _ in range(20)))
     neighbour.cancel()
-    return events, max(gaps)
+    return [event for events in results for event in events], max(gaps)
 
 done = Reply(body={"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"})
-with LoopbackServer([done]) as server:
+with LoopbackServer([done] * 20) as server:
     events, stall = asyncio.run(first_trigger(server.url))
-print(json.dumps({"aiohttp_before": aiohttp_before, "status": events[0]["status"], "stall": stall}))
+print(json.dumps({"aiohttp_before": aiohttp_before, "statuses": [e["status"] for e in events], "stall": stall}))
 """
 
 
-def test_first_trigger_does_not_stall_the_loop() -> None:
+def test_first_triggers_do_not_stall_the_loop() -> None:
     run = subprocess.run(
         [sys.executable, "-c", FIRST_TRIGGER_IN_A_FRESH_PROCESS], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr[-3000:]
     outcome = json.loads(run.stdout.strip().splitlines()[-1])
     assert outcome["aiohttp_before"] is False  # the import really happens during the trigger's run
-    assert outcome["status"] == "success"
+    assert outcome["statuses"] == ["success"] * 20  # each got a fully initialised aiohttp
     assert outcome["stall"] < MAX_LOOP_STALL_SECONDS
