@@ -25,7 +25,11 @@ from airflow_provider_infinityblue.links.infinityblue import (
 )
 from airflow_provider_infinityblue.models import Generation, GenerationRequest, GenerationState
 from airflow_provider_infinityblue.retry import RetryPolicy
-from airflow_provider_infinityblue.triggers.infinityblue import GenerationOutcome, InfinityBlueVideoTrigger
+from airflow_provider_infinityblue.triggers.infinityblue import (
+    DEFERRAL_GRACE,
+    GenerationOutcome,
+    InfinityBlueVideoTrigger,
+)
 from airflow_provider_infinityblue.version_compat import ResumableJobMixin, default_deferrable
 
 if TYPE_CHECKING:
@@ -36,9 +40,6 @@ if TYPE_CHECKING:
 # What get_job_status answers for a stored id the API no longer knows: neither running nor succeeded,
 # so a retry submits anew.
 _UNKNOWN_TO_API = "<unknown to the InfinityBlue API>"
-# How long after the trigger's own deadline Airflow gives up on a trigger that never fired
-# (a triggerer down for good); the trigger normally ends first with a timeout event.
-_DEFERRAL_GRACE = timedelta(minutes=5)
 
 
 def seconds(value: float | timedelta) -> float:
@@ -216,7 +217,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
                         end_time=time.time() + self.timeout,
                     ),
                     method_name="execute_complete",
-                    timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+                    timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
                 )
             generation = self.hook.wait_for_generation(
                 generation_id, poll_interval=self.poll_interval, timeout=self.timeout

@@ -12,16 +12,17 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook, ensure_succeeded
 from airflow_provider_infinityblue.links.infinityblue import VIDEO_URL_XCOM_KEY, InfinityBlueVideoLink
-from airflow_provider_infinityblue.triggers.infinityblue import GenerationOutcome, InfinityBlueVideoTrigger
+from airflow_provider_infinityblue.triggers.infinityblue import (
+    DEFERRAL_GRACE,
+    GenerationOutcome,
+    InfinityBlueVideoTrigger,
+)
 from airflow_provider_infinityblue.version_compat import default_deferrable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
-
-# Margin after the trigger's own deadline before Airflow gives up on a trigger that never fired.
-_DEFERRAL_GRACE = timedelta(minutes=5)
 
 
 class InfinityBlueVideoSensor(BaseSensorOperator):
@@ -93,7 +94,7 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
                 end_time=time.time() + self.timeout,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -20,6 +20,10 @@ from airflow_provider_infinityblue.models import Generation, GenerationState
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+# How long after the trigger's own deadline Airflow gives up on a trigger that never fired (a triggerer
+# down for good), when an operator defers to it; the trigger normally ends first, with a timeout event.
+DEFERRAL_GRACE = timedelta(minutes=5)
 
 OutcomeStatus = Literal["success", "failed", "cancelled", "timeout", "error"]
 
