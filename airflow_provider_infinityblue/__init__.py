@@ -94,6 +94,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Upper bound of the delay between attempts.",
                         "schema": {"type": "number", "default": 30, "minimum": 0},
                     },
+                    "max_retry_after": {
+                        "label": "Max Retry-After (s)",
+                        "description": "A 429 answer asking to wait longer than this fails instead of waiting.",
+                        "schema": {"type": "number", "default": 300, "minimum": 0},
+                    },
                     "max_image_mb": {
                         "label": "Max image size (MB)",
                         "description": "Largest local image file sent for image-to-video.",

@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, fields
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from airflow_provider_infinityblue.exceptions import (
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
-class GenerationState(str, Enum):
+class GenerationState(StrEnum):
     """Where a generation stands, whatever word the API used for it."""
 
     PENDING = "pending"

@@ -1,10 +1,30 @@
-"""The few Airflow names whose home or existence depends on the Airflow version."""
+"""The few Airflow names whose home or existence depends on the Airflow version.
+
+The provider supports Airflow 3.0 and later (the floor in ``pyproject.toml``). What a newer
+Airflow adds is switched on here, by what that Airflow has, and the README's support table
+says what each version gets:
+
+- 3.1 added the async connection lookup (``BaseHook.aget_connection``); on 3.0 the hook's
+  coroutines read the connection through asgiref's ``sync_to_async`` instead.
+- 3.2 reads the connection form from the provider info (``conn-fields``); on 3.0 and 3.1 the
+  hook describes it with WTForms fields.
+- 3.3 added the task state store (``ResumableJobMixin``): durable retries. Before it, a stand-in
+  submits anew on every try and says so once in the task log.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow import __version__ as _airflow_version
 from airflow.providers.common.compat.sdk import conf
+from packaging.version import Version
+
+AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
+"""The running Airflow's release, without pre-release or local parts (``3.1.0rc1`` counts as 3.1.0)."""
+AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_VERSION
+AIRFLOW_V_3_2_PLUS = Version("3.2.0") <= AIRFLOW_VERSION
+AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= AIRFLOW_VERSION
 
 if TYPE_CHECKING:
     from airflow.sdk import ResumableJobMixin
@@ -38,4 +58,12 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-__all__ = ["ResumableJobMixin", "conf", "default_deferrable"]
+__all__ = [
+    "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_1_PLUS",
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "ResumableJobMixin",
+    "conf",
+    "default_deferrable",
+]

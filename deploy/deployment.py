@@ -38,8 +38,7 @@ from deploy.processes import LOOPBACK, DeploymentError, ManagedProcess, free_por
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
-
-    from typing_extensions import Self
+    from typing import Self
 
 ADMIN_USER = "admin"
 STARTUP_TIMEOUT_SECONDS = 120.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -55,11 +56,15 @@ def run_logged(command: list[str], log: Path, env: dict[str, str], timeout: floa
             raise DemoStepFailed(f"`{' '.join(command[1:3])}` took more than {timeout:.0f} s; see {log}") from None
 
 
+# Colours, and the frames of a rich traceback (Airflow 3.0 prints them): not what a reader needs quoted.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+TRACEBACK_FRAME = re.compile(r"[│╭╰]")
+
+
 def why_it_failed(log: Path) -> str:
     """The provider's error lines from a failed run's log, or the log's tail when there are none."""
-    errors = [
-        line for line in log.read_text(errors="replace").splitlines() if "InfinityBlue" in line and "Error" in line
-    ]
+    lines = (ANSI_ESCAPE.sub("", line) for line in log.read_text(errors="replace").splitlines())
+    errors = [line for line in lines if "InfinityBlue" in line and "Error" in line and not TRACEBACK_FRAME.search(line)]
     return "\n".join("      " + line.strip() for line in dict.fromkeys(errors)) if errors else tail(log)
 
 

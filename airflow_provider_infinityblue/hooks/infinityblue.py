@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_infinityblue import DEFAULT_BASE_URL, __version__, get_provider_info
 from airflow_provider_infinityblue.exceptions import (
@@ -228,9 +228,28 @@ class InfinityBlueHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form for Airflow versions that do not read it from the provider info."""
+        """The connection form's standard fields, for Airflow 3.0 and 3.1 (3.2+ reads the provider info)."""
         behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
         return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields, for Airflow 3.0 and 3.1 (3.2+ reads ``conn-fields``).
+
+        Those versions build the form from WTForms fields, and only where ``wtforms`` is installed
+        (it comes with the FAB provider); the same ``conn-fields`` of the provider info describe them.
+        """
+        from wtforms import IntegerField, StringField
+
+        widgets: dict[str, Any] = {}
+        for name, spec in get_provider_info()["connection-types"][0]["conn-fields"].items():
+            schema = spec["schema"]
+            # WTForms has no float field that these Airflow versions accept: numbers go in as text.
+            field_class = IntegerField if schema["type"] == "integer" else StringField
+            widgets[name] = field_class(
+                spec["label"], description=f"{spec['description']} Default: {schema['default']}."
+            )
+        return widgets
 
     # -- connection -------------------------------------------------------------------------
 
@@ -246,8 +265,13 @@ class InfinityBlueHook(BaseHook):
         if self._settings is None:
             if hasattr(BaseHook, "aget_connection"):
                 conn = await self.aget_connection(self.infinityblue_conn_id)
-            else:  # Airflow < 3.1 has no async connection lookup.
-                conn = await asyncio.to_thread(self.get_connection, self.infinityblue_conn_id)
+            else:
+                # Airflow 3.0 has no async lookup. Its triggerer answers a sync lookup by handing the
+                # request back to the event loop, which only asgiref's sync_to_async threads know how to
+                # find (a plain worker thread would start a second loop and break the triggerer's channel).
+                from asgiref.sync import sync_to_async
+
+                conn = await sync_to_async(self.get_connection)(self.infinityblue_conn_id)
             self._settings = self._remember(conn)
         return self._settings
 
@@ -433,7 +457,7 @@ class InfinityBlueHook(BaseHook):
                 try:
                     async with session.request(method, settings.base_url + path) as response:
                         content = await response.read()
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     raise self._aiohttp_failure(exc, method, path) from exc
                 return self._read_answer(method, path, response.status, response.headers, content)
             except InfinityBlueError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -167,7 +167,7 @@ class InfinityBlueVideoTrigger(BaseTrigger):
                         return GenerationOutcome.of_generation(generation)
                     last_status, last_problem = generation.status, ""
                 await asyncio.sleep(max(0.0, min(self.poll_interval, self.end_time - time.time())))
-        deadline = datetime.fromtimestamp(self.end_time, tz=timezone.utc).isoformat(timespec="seconds")
+        deadline = datetime.fromtimestamp(self.end_time, tz=UTC).isoformat(timespec="seconds")
         timeout = InfinityBlueWaitTimeoutError.after(
             self.generation_id, last_status, when=f"at its deadline {deadline}"
         )

@@ -68,6 +68,8 @@ def test_no_wait_returns_the_task_id(run, emulator) -> None:
 
 @pytest.mark.parametrize("dag_id", ["e2e_sensor_poke", "e2e_sensor_reschedule", "e2e_sensor_deferrable"])
 def test_sensor(run, emulator, dag_id) -> None:
+    # Long enough that every mode really waits, however long the submitting task takes to run.
+    emulator.configure(generation_seconds=4)
     result = run(dag_id)
     url = succeeded_with_a_video(result, emulator, task_id="wait")
     assert url.endswith(f"{result.xcom[('submit', 'infinityblue_task_id')]}.mp4")
@@ -130,6 +132,7 @@ def test_prompt_rendered_from_a_template_file(run, emulator) -> None:
     assert rendered["metadata"]["style"]["title"].startswith("Lighthouse ")
 
 
+@pytest.mark.airflow(">=3.3", feature="durable retries through the task state store")
 @pytest.mark.parametrize("mode", ["deferrable", "sync"])
 def test_durable_retry_sends_no_second_post(run, emulator, mode) -> None:
     result = run(f"e2e_durable_retry_{mode}")
@@ -139,6 +142,18 @@ def test_durable_retry_sends_no_second_post(run, emulator, mode) -> None:
     assert "Reconnecting to existing job" in result.logs
     assert post_count(emulator) == 1
     assert emulator.stats()["submissions"] == 1
+
+
+@pytest.mark.airflow("<3.3", feature="retries without the task state store")
+@pytest.mark.parametrize("mode", ["deferrable", "sync"])
+def test_without_the_task_state_store_a_retry_submits_anew_and_says_so(run, emulator, mode) -> None:
+    result = run(f"e2e_durable_retry_{mode}")
+    succeeded_with_a_video(result, emulator)
+    assert result.tasks["generate"] == ("success", 2)
+    assert "simulated worker loss right after the submission" in result.logs
+    assert result.logs.count("will submit a new job instead of re-attaching to this one") >= 2  # once per try
+    assert "Reconnecting to existing job" not in result.logs
+    assert post_count(emulator) == 2
 
 
 def test_no_task_log_holds_the_api_key() -> None:

@@ -137,3 +137,10 @@ def test_a_missing_bucket_is_an_infinityblue_error(s3, video_url: str) -> None:
     with pytest.raises(InfinityBlueDownloadError, match=r"Could not save the video to s3://no-such-bucket-") as failed:
         operator(video_url, f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/kite.mp4", conn_id).execute(task_context())
     assert "bucket does not exist" in str(failed.value).lower()
+
+
+def test_a_bucket_alone_names_no_object(s3, video_url: str) -> None:
+    client, bucket, conn_id = s3
+    with pytest.raises(InfinityBlueDownloadRefusedError, match="names no file"):
+        operator(video_url, f"s3://{bucket}", conn_id).execute(task_context())
+    assert keys(client, bucket) == []

@@ -25,7 +25,10 @@ def sha256_of(path: Path) -> str:
 
 
 def test_every_example_dag_imports_without_errors(airflow_db) -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
@@ -42,13 +45,21 @@ def test_every_example_dag_imports_without_errors(airflow_db) -> None:
 def test_examples_parse_within_budget_without_heavy_imports() -> None:
     """Timed in a fresh interpreter after Airflow is imported: what the provider adds to each DAG parse."""
     code = (
-        "import json, runpy, sys, time, airflow.sdk\n"
+        # Airflow's own cost of the DAG features the examples use is paid first, by a DAG without the provider,
+        # so that only the provider's share is timed.
+        "import json, runpy, sys, time, pendulum\n"
+        "from airflow.sdk import DAG, Asset, Param, task\n"
+        "with DAG('warm_up', schedule='@daily', start_date=pendulum.datetime(2026, 1, 1), params={'n': Param(1)}):\n"
+        "    task(outlets=[Asset('warm_up')])(lambda: None).override(task_id='t')()\n"
+        # Airflow 3.0 loads aiohttp itself: only what the examples add counts.
+        "already = set(sys.modules)\n"
         "times = {}\n"
         f"for path in {[str(p) for p in EXAMPLE_FILES]!r}:\n"
         "    started = time.perf_counter()\n"
         "    runpy.run_path(path)\n"
         "    times[path] = time.perf_counter() - started\n"
-        "print(json.dumps({'times': times, 'heavy': [m for m in ('aiohttp', 'requests') if m in sys.modules]}))\n"
+        "heavy = [m for m in ('aiohttp', 'requests') if m in sys.modules and m not in already]\n"
+        "print(json.dumps({'times': times, 'heavy': heavy}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     measured = json.loads(result.stdout.strip().splitlines()[-1])

@@ -34,7 +34,7 @@ def test_provider_info_describes_the_connection() -> None:
     assert set(connection["conn-fields"]) >= {"connect_timeout", "read_timeout", "max_attempts", "max_image_mb"}
 
 
-def test_providers_manager_registers_the_hook_and_connection_type() -> None:
+def test_providers_manager_registers_the_hook() -> None:
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
@@ -50,19 +50,26 @@ def test_providers_manager_registers_the_hook_and_connection_type() -> None:
     assert hook_info.hook_class_name == "airflow_provider_infinityblue.hooks.infinityblue.InfinityBlueHook"
     assert hook_info.connection_id_attribute_name == "infinityblue_conn_id"
     assert hook_info.hook_name == "InfinityBlue"
-    behaviour = manager.field_behaviours["infinityblue"]
-    assert behaviour["relabeling"]["password"] == "API Key"
-    assert "extra__infinityblue__max_attempts" in manager.connection_form_widgets
 
 
-def test_airflow_providers_list_shows_the_package() -> None:
-    airflow = Path(sys.executable).parent / "airflow"
-    result = subprocess.run(
-        [str(airflow), "providers", "list", "--output", "json"], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    listed = {entry["package_name"] for entry in json.loads(result.stdout[result.stdout.index("[") :])}
-    assert "airflow-provider-infinityblue" in listed
+def test_the_ui_connection_form_is_ours() -> None:
+    """What the UI's connection form is built from: Airflow 3.2+ reads the provider info's `conn-fields`
+    and `ui-field-behaviour`; 3.0 and 3.1 ask the hook for WTForms fields. Both must give the same form."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (form,) = [meta for meta in HookMetaService.hook_meta_data() if meta.connection_type == "infinityblue"]
+    standard = form.standard_fields
+    assert standard.password.title == "API Key"
+    assert standard.host.title == "Base URL"
+    assert standard.host.placeholder == "https://api.getinfinityblue.com"
+    assert all(getattr(standard, name).hidden for name in ("login", "port", "url_schema"))
+    declared = get_provider_info()["connection-types"][0]["conn-fields"]
+    assert set(form.extra_fields) == set(declared)
+    for name, spec in declared.items():
+        field = form.extra_fields[name]
+        assert field["schema"]["title"] == spec["label"]
+        assert spec["description"] in field["description"]
+    assert "integer" in form.extra_fields["max_attempts"]["schema"]["type"]
 
 
 @pytest.mark.parametrize(

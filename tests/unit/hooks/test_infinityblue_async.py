@@ -18,7 +18,7 @@ from airflow_provider_infinityblue.exceptions import (
 )
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.models import GenerationState
-from tests.conftest import BASE_URL, FAKE_API_KEY
+from tests.conftest import BASE_URL, FAKE_API_KEY, on_event_loop_thread
 
 if TYPE_CHECKING:
     from aioresponses import aioresponses
@@ -83,7 +83,7 @@ async def test_session_is_closed_when_the_block_fails(hook, api) -> None:
 async def test_transient_failures_are_retried(hook, api) -> None:
     api.get(STATUS_URL, status=503, body="<html>busy</html>", content_type="text/html")
     api.get(STATUS_URL, exception=aiohttp.ServerDisconnectedError())
-    api.get(STATUS_URL, exception=asyncio.TimeoutError())
+    api.get(STATUS_URL, exception=TimeoutError())
     api.get(STATUS_URL, payload={"task_id": "t1", "status": "running"})
     async with hook:
         generation = await hook.aget_generation("t1")
@@ -138,6 +138,7 @@ async def test_key_never_in_async_errors(hook, api) -> None:
     assert "Incorrect API key provided: ***" in str(caught.value)
 
 
+@pytest.mark.airflow(">=3.1", feature="the async connection lookup")
 def test_connection_is_read_without_the_sync_lookup(monkeypatch, hook) -> None:
     """In the triggerer the sync lookup would block the event loop; the coroutine path must not use it."""
 
@@ -151,3 +152,22 @@ def test_connection_is_read_without_the_sync_lookup(monkeypatch, hook) -> None:
         return (await fresh.asettings()).base_url
 
     assert asyncio.run(read()) == BASE_URL
+
+
+@pytest.mark.airflow("<3.1", feature="the connection lookup of Airflow 3.0 triggers")
+def test_without_the_async_lookup_the_connection_is_read_off_the_event_loop(monkeypatch, hook) -> None:
+    """Airflow 3.0 has no aget_connection: the sync lookup runs in asgiref's executor thread."""
+    original = InfinityBlueHook.get_connection.__func__
+    lookups: list[bool] = []
+
+    def recording(cls, conn_id):
+        lookups.append(on_event_loop_thread())
+        return original(cls, conn_id)
+
+    monkeypatch.setattr(InfinityBlueHook, "get_connection", classmethod(recording))
+
+    async def read() -> str:
+        return (await InfinityBlueHook().asettings()).base_url
+
+    assert asyncio.run(read()) == BASE_URL
+    assert lookups == [False]

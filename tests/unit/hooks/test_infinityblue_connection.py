@@ -119,7 +119,7 @@ def test_bad_extras_are_named(monkeypatch, extra, fragment) -> None:
 
 
 def test_key_is_registered_with_the_secrets_masker(monkeypatch) -> None:
-    from airflow.sdk.log import redact
+    from airflow.providers.common.compat.sdk import redact
 
     set_connection(monkeypatch, password=FAKE_API_KEY)
     _ = InfinityBlueHook().settings

@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_infinityblue.exceptions import (
     InfinityBlueAmbiguousSubmitError,
@@ -191,7 +191,11 @@ class TestResume:
         assert "video_url" not in context["ti"].xcom
 
 
+DURABLE_RETRIES = pytest.mark.airflow(">=3.3", feature="durable retries through the task state store")
+
+
 class TestDurableRetries:
+    @DURABLE_RETRIES
     @pytest.mark.parametrize("deferrable", [True, False])
     def test_reattaches_to_a_running_generation(self, hook, requests_mock, deferrable) -> None:
         requests_mock.post(SUBMIT_URL, json={"task_id": "new", "status": "queued"})
@@ -207,6 +211,7 @@ class TestDurableRetries:
         assert posts(requests_mock) == 0
         assert context["ti"].xcom["infinityblue_task_id"] == "t1"
 
+    @DURABLE_RETRIES
     @pytest.mark.parametrize("deferrable", [True, False])
     def test_returns_a_completed_generation_without_submitting(self, hook, requests_mock, deferrable) -> None:
         requests_mock.post(SUBMIT_URL, json={"task_id": "new", "status": "queued"})
@@ -217,6 +222,7 @@ class TestDurableRetries:
         assert requests_mock.call_count == 1
         assert context["ti"].xcom == {"infinityblue_task_id": "t1", "video_url": "https://cdn/t1.mp4"}
 
+    @DURABLE_RETRIES
     @pytest.mark.parametrize(
         "previous",
         [FAILED, {"status_code": 404, "json": {"error": {"message": "no such task", "code": "not_found"}}}],
@@ -234,6 +240,7 @@ class TestDurableRetries:
         assert posts(requests_mock) == 1
         assert store.values == {"infinityblue_task_id": "t2"}
 
+    @DURABLE_RETRIES
     def test_the_id_is_stored_before_anything_else_can_fail(self, hook, requests_mock, monkeypatch) -> None:
         requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
         store = MemoryTaskStateStore()
@@ -247,6 +254,7 @@ class TestDurableRetries:
             operator().execute(context)
         assert store.values == {"infinityblue_task_id": "t1"}
 
+    @DURABLE_RETRIES
     def test_without_a_state_store_it_still_runs_and_warns_once(self, hook, requests_mock, capsys) -> None:
         requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
         requests_mock.get(STATUS_URL, [DONE])
@@ -262,6 +270,30 @@ class TestDurableRetries:
         context = task_context(MemoryTaskStateStore(infinityblue_task_id="t1"))
         assert operator(durable=False).execute(context) == "https://cdn/t2.mp4"
         assert posts(requests_mock) == 1
+
+
+@pytest.mark.airflow("<3.3", feature="retries without the task state store")
+class TestRetriesWithoutTheTaskStateStore:
+    def test_every_try_submits_anew_and_says_so_once(self, hook, requests_mock, capsys) -> None:
+        requests_mock.post(SUBMIT_URL, [{"json": {"task_id": "t1", "status": "queued"}}, {"json": {"task_id": "t2"}}])
+        requests_mock.get(STATUS_URL, [FAILED])
+        requests_mock.get(
+            f"{SUBMIT_URL}/t2", [{"json": {"task_id": "t2", "status": "completed", "url": "https://cdn/t2.mp4"}}]
+        )
+        with pytest.raises(InfinityBlueGenerationFailedError):
+            operator(deferrable=False).execute(task_context(with_store=False))
+        first_try = capsys.readouterr().out
+        assert operator(deferrable=False).execute(task_context(with_store=False)) == "https://cdn/t2.mp4"
+        second_try = capsys.readouterr().out
+        assert posts(requests_mock) == 2
+        for log in (first_try, second_try):
+            assert log.count("will submit a new job instead of re-attaching") == 1
+
+    def test_durable_false_says_nothing(self, hook, requests_mock, capsys) -> None:
+        requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
+        requests_mock.get(STATUS_URL, [DONE])
+        assert operator(durable=False).execute(task_context(with_store=False)) == "https://cdn/t1.mp4"
+        assert "re-attaching" not in capsys.readouterr().out
 
 
 def test_extra_link_on_the_worker_uses_the_operators_url_without_xcom(monkeypatch) -> None:

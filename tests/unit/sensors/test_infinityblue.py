@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 from airflow.sdk import PokeReturnValue
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_infinityblue.exceptions import InfinityBlueGenerationFailedError, InfinityBlueResponseError
 from airflow_provider_infinityblue.sensors.infinityblue import InfinityBlueVideoSensor
