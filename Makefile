@@ -6,7 +6,7 @@ AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-deployment lint demo venv clean
+.PHONY: test test-compat test-compat-floor test-deployment lint demo venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The unit and integration tiers on every supported Airflow minor, each in its own venv under .compat/
+# (scripts/compat_matrix.py says how each is installed). CI runs the floor; `make test` is the newest.
+test-compat: $(STAMP)
+	$(BIN)/python scripts/compat_matrix.py
+
+test-compat-floor: $(STAMP)
+	$(BIN)/python scripts/compat_matrix.py --floor
+
 # Only the tier that runs a real Airflow deployment (scheduler, triggerers, workers, Redis) on loopback.
 test-deployment: $(STAMP)
 	$(BIN)/pytest tests/deployment
@@ -34,4 +42,4 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .compat .pytest_cache .ruff_cache
