@@ -1,6 +1,6 @@
 """The few Airflow names whose home or existence depends on the Airflow version.
 
-The provider supports Airflow 3.0 and later (the floor in ``pyproject.toml``). What a newer
+The provider supports Airflow 3.0.6 and later (the floor in ``pyproject.toml``). What a newer
 Airflow adds is switched on here, by what that Airflow has, and the README's support table
 says what each version gets:
 
@@ -23,8 +23,6 @@ from packaging.version import Version
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 """The running Airflow's release, without pre-release or local parts (``3.1.0rc1`` counts as 3.1.0)."""
 AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_VERSION
-AIRFLOW_V_3_2_PLUS = Version("3.2.0") <= AIRFLOW_VERSION
-AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= AIRFLOW_VERSION
 
 if TYPE_CHECKING:
     from airflow.sdk import ResumableJobMixin
@@ -61,8 +59,6 @@ def default_deferrable() -> bool:
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_1_PLUS",
-    "AIRFLOW_V_3_2_PLUS",
-    "AIRFLOW_V_3_3_PLUS",
     "ResumableJobMixin",
     "conf",
     "default_deferrable",

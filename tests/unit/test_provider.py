@@ -52,24 +52,35 @@ def test_providers_manager_registers_the_hook() -> None:
     assert hook_info.hook_name == "InfinityBlue"
 
 
-def test_the_ui_connection_form_is_ours() -> None:
-    """What the UI's connection form is built from: Airflow 3.2+ reads the provider info's `conn-fields`
-    and `ui-field-behaviour`; 3.0 and 3.1 ask the hook for WTForms fields. Both must give the same form."""
-    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+UI_CONNECTION_FORM = """
+import json
+from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+(form,) = [meta for meta in HookMetaService.hook_meta_data() if meta.connection_type == "infinityblue"]
+print(json.dumps(form.model_dump(mode="json")))
+"""
 
-    (form,) = [meta for meta in HookMetaService.hook_meta_data() if meta.connection_type == "infinityblue"]
-    standard = form.standard_fields
-    assert standard.password.title == "API Key"
-    assert standard.host.title == "Base URL"
-    assert standard.host.placeholder == "https://api.getinfinityblue.com"
-    assert all(getattr(standard, name).hidden for name in ("login", "port", "url_schema"))
+
+def test_the_ui_connection_form_is_ours() -> None:
+    """What the API server sends the UI for the connection form: Airflow 3.2+ builds it from the provider info's
+    `conn-fields` and `ui-field-behaviour`; 3.0 and 3.1 from the hook's WTForms fields. Both give one form.
+
+    Asked in a fresh interpreter, as the API server would: in this one, other tests have already
+    initialised the providers manager's hooks."""
+    result = subprocess.run([sys.executable, "-c", UI_CONNECTION_FORM], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    form = json.loads(result.stdout.strip().splitlines()[-1])
+    standard = form["standard_fields"]
+    assert standard["password"]["title"] == "API Key"
+    assert standard["host"]["title"] == "Base URL"
+    assert standard["host"]["placeholder"] == "https://api.getinfinityblue.com"
+    assert all(standard[name]["hidden"] for name in ("login", "port", "url_schema"))
     declared = get_provider_info()["connection-types"][0]["conn-fields"]
-    assert set(form.extra_fields) == set(declared)
+    assert set(form["extra_fields"]) == set(declared)
     for name, spec in declared.items():
-        field = form.extra_fields[name]
+        field = form["extra_fields"][name]
         assert field["schema"]["title"] == spec["label"]
         assert spec["description"] in field["description"]
-    assert "integer" in form.extra_fields["max_attempts"]["schema"]["type"]
+    assert "integer" in form["extra_fields"]["max_attempts"]["schema"]["type"]
 
 
 @pytest.mark.parametrize(
