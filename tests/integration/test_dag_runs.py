@@ -36,7 +36,13 @@ def run(run_dag):
     return run_and_keep_logs
 
 
+# How long the generations of the tests that check a wait really happened take: longer than an Airflow
+# takes to start the next task or the trigger under dag.test() (about 4 s a task on Airflow 3.2).
+OBSERVABLE_GENERATION_SECONDS = 10
+
+
 def test_deferrable(run, emulator) -> None:
+    emulator.configure(generation_seconds=OBSERVABLE_GENERATION_SECONDS)
     result = run("e2e_deferrable")
     url = succeeded_with_a_video(result, emulator)
     assert result.xcom[("check_video_url", "return_value")] == url  # reached the downstream task
@@ -68,8 +74,7 @@ def test_no_wait_returns_the_task_id(run, emulator) -> None:
 
 @pytest.mark.parametrize("dag_id", ["e2e_sensor_poke", "e2e_sensor_reschedule", "e2e_sensor_deferrable"])
 def test_sensor(run, emulator, dag_id) -> None:
-    # Long enough that every mode really waits, however long the submitting task takes to run.
-    emulator.configure(generation_seconds=4)
+    emulator.configure(generation_seconds=OBSERVABLE_GENERATION_SECONDS)
     result = run(dag_id)
     url = succeeded_with_a_video(result, emulator, task_id="wait")
     assert url.endswith(f"{result.xcom[('submit', 'infinityblue_task_id')]}.mp4")
