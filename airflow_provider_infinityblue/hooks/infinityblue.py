@@ -263,16 +263,17 @@ class InfinityBlueHook(BaseHook):
     async def asettings(self) -> InfinityBlueConnectionSettings:
         """:attr:`settings` for coroutines: reads the connection without blocking the event loop."""
         if self._settings is None:
+            # A sync call to the triggerer's supervisor (Airflow 3.0's connection lookup, and the key's
+            # masking before 3.2) hands its request back to the event loop: only asgiref's sync_to_async
+            # threads can do that. On the loop's own thread it raises, and a plain worker thread would
+            # start a second loop and break the triggerer's channel.
+            from asgiref.sync import sync_to_async
+
             if hasattr(BaseHook, "aget_connection"):
                 conn = await self.aget_connection(self.infinityblue_conn_id)
             else:
-                # Airflow 3.0 has no async lookup. Its triggerer answers a sync lookup by handing the
-                # request back to the event loop, which only asgiref's sync_to_async threads know how to
-                # find (a plain worker thread would start a second loop and break the triggerer's channel).
-                from asgiref.sync import sync_to_async
-
                 conn = await sync_to_async(self.get_connection)(self.infinityblue_conn_id)
-            self._settings = self._remember(conn)
+            self._settings = await sync_to_async(self._remember)(conn)
         return self._settings
 
     @staticmethod
