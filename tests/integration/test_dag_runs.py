@@ -77,7 +77,7 @@ def test_no_wait_returns_the_task_id(run, emulator) -> None:
     [
         "e2e_sensor_poke",
         # Airflow 3.0's dag.test() fails a sensor that really reschedules (README: supported Airflow versions).
-        pytest.param("e2e_sensor_reschedule", marks=pytest.mark.airflow(">=3.1", feature="reschedule under dag.test()")),
+        pytest.param("e2e_sensor_reschedule", marks=pytest.mark.airflow(">=3.1", feature="reschedule in dag.test")),
         "e2e_sensor_deferrable",
     ],
 )
