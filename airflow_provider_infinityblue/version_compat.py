@@ -1,8 +1,8 @@
 """The few Airflow names whose home or existence depends on the Airflow version.
 
 The provider supports Airflow 3.0.6 and later (the floor in ``pyproject.toml``). What a newer
-Airflow adds is switched on here, by what that Airflow has, and the README's support table
-says what each version gets:
+Airflow adds is used where that Airflow has it (detected, not guessed from the version number),
+and the README's support table says what each version gets:
 
 - 3.1 added the async connection lookup (``BaseHook.aget_connection``); on 3.0 the hook's
   coroutines read the connection through asgiref's ``sync_to_async`` instead.

@@ -229,7 +229,7 @@ class InfinityBlueHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form's standard fields, for Airflow 3.0 and 3.1 (3.2+ reads the provider info)."""
-        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        behaviour = _connection_type_info()["ui-field-behaviour"]
         return {key.replace("-", "_"): value for key, value in behaviour.items()}
 
     @classmethod
@@ -242,7 +242,7 @@ class InfinityBlueHook(BaseHook):
         from wtforms import IntegerField, StringField
 
         widgets: dict[str, Any] = {}
-        for name, spec in get_provider_info()["connection-types"][0]["conn-fields"].items():
+        for name, spec in _connection_type_info()["conn-fields"].items():
             schema = spec["schema"]
             # WTForms has no float field that these Airflow versions accept: numbers go in as text.
             field_class = IntegerField if schema["type"] == "integer" else StringField
@@ -269,10 +269,9 @@ class InfinityBlueHook(BaseHook):
             # start a second loop and break the triggerer's channel.
             from asgiref.sync import sync_to_async
 
-            if hasattr(BaseHook, "aget_connection"):
-                conn = await self.aget_connection(self.infinityblue_conn_id)
-            else:
-                conn = await sync_to_async(self.get_connection)(self.infinityblue_conn_id)
+            if not hasattr(BaseHook, "aget_connection"):  # Airflow 3.0: the sync lookup, all of it there
+                return await sync_to_async(lambda: self.settings)()
+            conn = await self.aget_connection(self.infinityblue_conn_id)
             self._settings = await sync_to_async(self._remember)(conn)
         return self._settings
 
@@ -554,6 +553,11 @@ class InfinityBlueHook(BaseHook):
             return self._connection_failure(exc, method, path, request_sent=False, permanent=True)
         never_opened = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
         return self._connection_failure(exc, method, path, request_sent=not never_opened)
+
+
+def _connection_type_info() -> dict[str, Any]:
+    """The ``infinityblue`` connection type as the provider info describes it (form fields included)."""
+    return get_provider_info()["connection-types"][0]
 
 
 def generation_path(generation_id: str) -> str:

@@ -52,6 +52,18 @@ def test_providers_manager_registers_the_hook() -> None:
     assert hook_info.hook_name == "InfinityBlue"
 
 
+def test_airflow_providers_list_shows_the_package() -> None:
+    airflow = Path(sys.executable).parent / "airflow"
+    result = subprocess.run(
+        [str(airflow), "providers", "list", "--output", "json"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    # Airflow 3.0 logs to stdout before the JSON: read the one line that is the JSON list.
+    (listing,) = [line for line in result.stdout.splitlines() if line.startswith("[{")]
+    listed = {entry["package_name"] for entry in json.loads(listing)}
+    assert "airflow-provider-infinityblue" in listed
+
+
 UI_CONNECTION_FORM = """
 import json
 from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService

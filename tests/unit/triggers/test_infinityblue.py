@@ -49,7 +49,6 @@ async def events_of(trigger: InfinityBlueVideoTrigger) -> list[dict]:
 
 
 def test_serialize_round_trip_keeps_the_absolute_deadline() -> None:
-
     trigger = InfinityBlueVideoTrigger("t1", "video_prod", poll_interval=7, end_time=1_900_000_000.5)
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_infinityblue.triggers.infinityblue.InfinityBlueVideoTrigger"
