@@ -216,16 +216,49 @@ class InfinityBlueAmbiguousSubmitError(InfinityBlueError):
     """A submission failed after its body was sent: the generation may exist and may be billed.
 
     The hook never sends such a submission again on its own, since that could pay twice
-    for one video.
+    for one video; nor does a retry of the task, unless ``on_lost_generation="resubmit"``.
     """
 
-    def __init__(self, cause: InfinityBlueError) -> None:
+    def __init__(self, cause: InfinityBlueError | None = None, *, message: str | None = None) -> None:
         self.cause = cause
         self.request_id = getattr(cause, "request_id", None)
         super().__init__(
-            "The generation may have been created: the submission reached or may have reached the "
+            message
+            or "The generation may have been created: the submission reached or may have reached the "
             f"InfinityBlue API before it failed ({cause}). It was not sent again, so that one video is "
             "not paid for twice; check the InfinityBlue console before submitting it again."
+        )
+
+    @classmethod
+    def unconfirmed(cls, *, started_at: str, fingerprint: str) -> InfinityBlueAmbiguousSubmitError:
+        """An earlier try began a submission at ``started_at`` and never recorded its answer."""
+        return cls(
+            message=f"An earlier try of this task began submitting this generation at {started_at} (request "
+            f"fingerprint {fingerprint[:16]}) and never recorded the API's answer: the worker may have died "
+            "between the POST and its answer, so the generation may exist and may be billed. Not submitting "
+            "it again, so that one video is not paid for twice. Check the InfinityBlue console; to submit "
+            'anew on such a retry, set on_lost_generation="resubmit" on the operator.'
+        )
+
+
+class InfinityBlueGenerationLostError(InfinityBlueError):
+    """A generation this task submitted is unknown to the API past the grace for it to become visible.
+
+    It may still be billed. The operator's ``on_lost_generation`` says whether a retry fails
+    with this error (``"fail"``, the default) or submits anew (``"resubmit"``).
+    """
+
+    def __init__(self, generation_id: str, *, age: float, grace: float, request_id: str | None = None) -> None:
+        self.generation_id = generation_id
+        self.age = age
+        self.grace = grace
+        self.request_id = request_id
+        self.status_code = 404
+        super().__init__(
+            f"InfinityBlue generation {generation_id} was submitted {age:.0f} s ago and the API still does not "
+            f"know it (404, past the {grace:g} s grace for a new generation to become visible; request id "
+            f"{request_id or 'none'}). It may still be billed: check the InfinityBlue console. To submit anew "
+            'on a retry instead of failing, set on_lost_generation="resubmit" on the operator.'
         )
 
 
@@ -267,6 +300,34 @@ class InfinityBlueWaitTimeoutError(InfinityBlueError):
             f"(last status {last_status or 'unknown'!r}). The generation may still finish: "
             f"look it up by its id {generation_id}.",
         )
+
+
+def restore_error(
+    error_type: str | None,
+    message: str,
+    *,
+    status_code: int | None = None,
+    error_code: str | None = None,
+    request_id: str | None = None,
+) -> InfinityBlueError:
+    """Rebuild an error that crossed a process boundary (a trigger event) as its own class.
+
+    Only classes of this module are rebuilt; any other name gives a plain :class:`InfinityBlueError`.
+
+    >>> error = restore_error("InfinityBlueAuthenticationError", "bad key [HTTP 401]", status_code=401)
+    >>> type(error).__name__, str(error), error.status_code
+    ('InfinityBlueAuthenticationError', 'bad key [HTTP 401]', 401)
+    """
+    cls = globals().get(error_type or "")
+    if not (isinstance(cls, type) and issubclass(cls, InfinityBlueError)):
+        cls = InfinityBlueError
+    # The classes' constructors build messages from parts; the message here is already built.
+    error = cls.__new__(cls)
+    AirflowException.__init__(error, message)
+    error.status_code = status_code
+    for name, value in (("error_code", error_code), ("request_id", request_id)):
+        setattr(error, name, value)
+    return error
 
 
 def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, str | None]:

@@ -9,6 +9,7 @@ states.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import re
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_infinityblue.exceptions import (
-    InfinityBlueGenerationFailedError,
     InfinityBlueResponseError,
     InfinityBlueValidationError,
 )
@@ -122,13 +122,6 @@ class Generation:
     @property
     def is_finished(self) -> bool:
         return self.state.is_finished
-
-    def raise_for_failure(self) -> None:
-        """Raise :class:`InfinityBlueGenerationFailedError` if the generation failed or was cancelled."""
-        if self.state in (GenerationState.FAILED, GenerationState.CANCELLED):
-            raise InfinityBlueGenerationFailedError(
-                self.id, self.status, error_code=self.error_code, error_message=self.error_message
-            )
 
 
 def unwrap_payload(payload: object) -> dict[str, Any]:
@@ -314,6 +307,19 @@ class GenerationRequest:
         if self.image is not None:
             body["image"] = encode_image(self.image, max_bytes=max_image_bytes)
         return body
+
+    def fingerprint(self) -> str:
+        """A SHA-256 (hex) of the request as given, the same for the same fields in any process.
+
+        It identifies a logical submission (an image path counts as given, not its bytes).
+
+        >>> a = GenerationRequest(prompt="A fox", model="m", duration="5")
+        >>> a.fingerprint() == GenerationRequest(prompt="A fox", model="m", duration=5).fingerprint()
+        True
+        """
+        fields_given = {item.name: getattr(self, item.name) for item in fields(self)}
+        canonical = json.dumps(fields_given, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def __repr__(self) -> str:
         shown = []

@@ -12,10 +12,11 @@ import asyncio
 import importlib
 import itertools
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
@@ -31,16 +32,15 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueNotFoundError,
     InfinityBlueResponseError,
     InfinityBlueServerError,
-    InfinityBlueWaitTimeoutError,
     scrub,
 )
 from airflow_provider_infinityblue.models import (
     DEFAULT_MAX_IMAGE_BYTES,
     Generation,
     GenerationRequest,
-    GenerationState,
 )
 from airflow_provider_infinityblue.retry import RetryPolicy
+from airflow_provider_infinityblue.wait import DEFAULT_NOT_FOUND_GRACE, GenerationWait
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 GENERATIONS_PATH = "/v1/video/generations"
+_SINGLE_LOOK = RetryPolicy(max_attempts=1)
 USER_AGENT = f"airflow-provider-infinityblue/{__version__}"
 
 
@@ -156,38 +157,6 @@ def resolve_base_url(
     if schema and schema.strip("/") and not path:
         path = "/" + schema.strip("/")
     return urlunsplit((parts.scheme, netloc, path, "", ""))
-
-
-class _Logger(Protocol):
-    def info(self, msg: str, /, *args: Any) -> Any: ...
-    def warning(self, msg: str, /, *args: Any) -> Any: ...
-
-
-class GenerationProgressLog:
-    """Logs a generation's status and progress when they change, not on every poll.
-
-    A status word this provider does not know is reported once, as a warning: the
-    generation is then treated as not finished, and polling goes on.
-    """
-
-    def __init__(self) -> None:
-        self._last: tuple[str, int | None] | None = None
-        self._unknown: set[str] = set()
-
-    def report(self, generation: Generation, logger: _Logger) -> None:
-        if generation.state is GenerationState.UNKNOWN and generation.status not in self._unknown:
-            self._unknown.add(generation.status)
-            logger.warning(
-                "InfinityBlue generation %s has status %r, which this provider does not know; "
-                "treating it as not finished and polling on.",
-                generation.id,
-                generation.status,
-            )
-        current = (generation.status, generation.progress)
-        if current != self._last:
-            self._last = current
-            progress = "" if generation.progress is None else f" ({generation.progress}%)"
-            logger.info("InfinityBlue generation %s is %s%s", generation.id, generation.status, progress)
 
 
 class InfinityBlueHook(BaseHook):
@@ -368,24 +337,62 @@ class InfinityBlueHook(BaseHook):
         return Generation.from_payload(payload, generation_id=generation_id)
 
     def wait_for_generation(
-        self, generation_id: str, *, poll_interval: float = 10.0, timeout: float = 3600.0
+        self,
+        generation_id: str,
+        *,
+        poll_interval: float = 10.0,
+        timeout: float = 3600.0,
+        submitted_at: float | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
     ) -> Generation:
         """Poll until the generation finishes and return it, with its video URL.
 
+        The wait goes through the provider's one wait engine (:mod:`~airflow_provider_infinityblue.wait`):
+        transient failures are waited through until ``timeout``, and a 404 within ``not_found_grace``
+        seconds of ``submitted_at`` (a UNIX time; default: now) means the generation is not visible yet.
+
         Raises :class:`InfinityBlueGenerationFailedError` if it ends failed or cancelled,
-        and :class:`InfinityBlueWaitTimeoutError` when ``timeout`` seconds run out.
+        :class:`InfinityBlueWaitTimeoutError` when ``timeout`` seconds run out (after one last
+        look), and the API's error for anything that cannot get better by waiting (a revoked key).
         """
-        deadline = time.monotonic() + timeout
-        progress = GenerationProgressLog()
-        while True:
-            generation = self.get_generation(generation_id, deadline=deadline)
-            progress.report(generation, self.log)
-            if generation.is_finished:
-                return ensure_succeeded(generation)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise InfinityBlueWaitTimeoutError.after(generation_id, generation.status, when=f"after {timeout:g} s")
-            time.sleep(min(poll_interval, remaining))
+        if not (math.isfinite(poll_interval) and poll_interval > 0):
+            raise ValueError(f"poll_interval must be a positive, finite number of seconds, got {poll_interval!r}")
+        now = time.time()
+        wait = GenerationWait(
+            generation_id,
+            deadline=now + timeout,
+            poll_interval=poll_interval,
+            submitted_at=now if submitted_at is None else submitted_at,
+            not_found_grace=not_found_grace,
+            retry=self.settings.retry,
+            logger=self.log,
+        )
+        wait.run(self).video_url_or_raise()
+        assert wait.last_generation is not None  # a success has seen the finished generation
+        return wait.last_generation
+
+    def poll_generation(self, generation_id: str, *, deadline: float | None = None) -> Generation | InfinityBlueError:
+        """One look at a generation for a wait: its status, or the error the single ``GET`` ended with.
+
+        Not retried: between looks, the wait engine decides what an error means and when to look again.
+        """
+        try:
+            payload = self._request("GET", generation_path(generation_id), deadline=deadline, policy=_SINGLE_LOOK)
+            return Generation.from_payload(payload, generation_id=generation_id)
+        except InfinityBlueError as error:
+            return error
+
+    async def apoll_generation(
+        self, generation_id: str, *, deadline: float | None = None
+    ) -> Generation | InfinityBlueError:
+        """:meth:`poll_generation` for coroutines, on the hook's ``aiohttp`` session."""
+        try:
+            payload = await self._arequest(
+                "GET", generation_path(generation_id), deadline=deadline, policy=_SINGLE_LOOK
+            )
+            return Generation.from_payload(payload, generation_id=generation_id)
+        except InfinityBlueError as error:
+            return error
 
     async def aget_generation(self, generation_id: str, *, deadline: float | None = None) -> Generation:
         """:meth:`get_generation` for coroutines, on the hook's ``aiohttp`` session."""
@@ -565,17 +572,6 @@ def generation_path(generation_id: str) -> str:
     if not isinstance(generation_id, str) or not generation_id.strip():
         raise InfinityBlueConfigurationError(f"A generation id must be a non-empty string, got {generation_id!r}")
     return f"{GENERATIONS_PATH}/{quote(generation_id.strip(), safe='')}"
-
-
-def ensure_succeeded(generation: Generation) -> Generation:
-    """Return a finished generation that has a video URL; raise for any other ending."""
-    generation.raise_for_failure()
-    if not generation.video_url:
-        raise InfinityBlueResponseError(
-            f"InfinityBlue generation {generation.id} is {generation.status!r} but the answer has no video "
-            f"URL (looked in url, video_url, result_url and metadata.url): {generation.raw}"
-        )
-    return generation
 
 
 def _may_have_been_created(error: InfinityBlueError) -> bool:

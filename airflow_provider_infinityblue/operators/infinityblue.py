@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,30 +16,43 @@ from airflow_provider_infinityblue.download import (
     DownloadSettings,
     download_video,
 )
-from airflow_provider_infinityblue.exceptions import InfinityBlueNotFoundError
-from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook, ensure_succeeded
+from airflow_provider_infinityblue.exceptions import (
+    InfinityBlueAmbiguousSubmitError,
+    InfinityBlueError,
+    InfinityBlueGenerationLostError,
+    InfinityBlueNotFoundError,
+)
+from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.links.infinityblue import (
     GENERATION_ID_XCOM_KEY,
     VIDEO_URL_XCOM_KEY,
     InfinityBlueVideoLink,
 )
-from airflow_provider_infinityblue.models import Generation, GenerationRequest, GenerationState
+from airflow_provider_infinityblue.models import GenerationRequest, GenerationState
 from airflow_provider_infinityblue.retry import RetryPolicy
-from airflow_provider_infinityblue.triggers.infinityblue import (
-    DEFERRAL_GRACE,
-    GenerationOutcome,
-    InfinityBlueVideoTrigger,
-)
+from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE, InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.version_compat import ResumableJobMixin, default_deferrable
+from airflow_provider_infinityblue.wait import (
+    DEFAULT_NOT_FOUND_GRACE,
+    GenerationOutcome,
+    GenerationWait,
+    KeepWaiting,
+    check_poll_interval,
+    check_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
-# What get_job_status answers for a stored id the API no longer knows: neither running nor succeeded,
-# so a retry submits anew.
-_UNKNOWN_TO_API = "<unknown to the InfinityBlue API>"
+SUBMISSION_KEY = "infinityblue_submission"
+"""Task state store key of the submission record: ``submitting`` before the POST, ``submitted`` after it."""
+ON_LOST_GENERATION = ("fail", "resubmit")
+
+# What get_job_status answers for a stored generation, as the wait engine saw it.
+_STILL_WAITING = "<still waiting>"  # running, not visible yet, or the API unreachable: re-attach
+_LOST = "<lost, submitting anew>"  # unknown to the API past the grace, and on_lost_generation="resubmit"
 
 
 def seconds(value: float | timedelta) -> float:
@@ -53,12 +66,19 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
     XCom (key ``infinityblue_task_id``) right after the submission. Then the operator
     waits: deferred to the triggerer (``deferrable=True``, the default when
     ``[operators] default_deferrable`` is set), polling on the worker (``deferrable=False``),
-    or not at all (``wait_for_completion=False``, which returns the remote task id). On
-    success the video URL is pushed as ``video_url`` and returned.
+    or not at all (``wait_for_completion=False``, which returns the remote task id). Both
+    waits go through the provider's wait engine, so they end the same way on the same
+    answers. On success the video URL is pushed as ``video_url`` and returned.
 
-    Retries never pay twice: on Airflow 3.3+ the remote task id is kept in the task state
-    store, and a retry re-attaches to a generation still running, returns the URL of one
-    that completed, and submits anew only one that failed or that the API no longer knows.
+    Never paying twice: on Airflow 3.3+ the task state store keeps a record of the
+    submission (a ``submitting`` marker with the request's fingerprint before the POST, the
+    remote task id and submission time after it). A retry re-attaches to a generation still
+    running, returns the URL of one that completed, and submits anew one that failed or was
+    cancelled. A 404 within ``not_found_grace`` of the submission means "not visible yet".
+    A generation unknown to the API after that, or a submission whose answer was never
+    recorded (the worker died mid-POST), is never silently paid for again:
+    ``on_lost_generation="fail"`` (the default) fails with the id and what to check,
+    ``"resubmit"`` submits anew.
 
     Example::
 
@@ -83,10 +103,15 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
     :param infinityblue_conn_id: the Airflow connection to use.
     :param wait_for_completion: wait for the video (default) or return the task id at once.
     :param deferrable: free the worker while waiting.
-    :param poll_interval: seconds between status requests.
+    :param poll_interval: seconds between status requests: a finite number, at least 1.
     :param timeout: how long to wait (seconds or a timedelta); the generation may still
         finish afterwards, and the error says so with its id.
-    :param durable: keep the remote task id across retries (Airflow 3.3+).
+    :param durable: keep the submission record across retries (Airflow 3.3+).
+    :param not_found_grace: seconds after the submission during which a 404 for the new id
+        means "not visible yet" (default 300).
+    :param on_lost_generation: what a retry does with a generation it cannot confirm: one the
+        API does not know past ``not_found_grace``, or a submission whose answer was never
+        recorded. ``"fail"`` (default) or ``"resubmit"``.
     """
 
     template_fields: Sequence[str] = (
@@ -127,6 +152,8 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         poll_interval: float = 10.0,
         timeout: float | timedelta = 3600.0,
         durable: bool = True,
+        not_found_grace: float | timedelta = DEFAULT_NOT_FOUND_GRACE,
+        on_lost_generation: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(durable=durable, **kwargs)
@@ -143,13 +170,22 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         self.infinityblue_conn_id = infinityblue_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = float(poll_interval)
-        self.timeout = seconds(timeout)
-        if self.poll_interval <= 0 or self.timeout <= 0:
-            raise ValueError(f"{self.task_id}: poll_interval and timeout must be positive")
-        self._latest: Generation | None = None
+        try:
+            self.poll_interval = check_poll_interval(poll_interval)
+            self.timeout = check_timeout(timeout)
+            self.not_found_grace = check_timeout(not_found_grace, "not_found_grace")
+        except ValueError as error:
+            raise ValueError(f"{self.task_id}: {error}") from None
+        if on_lost_generation not in ON_LOST_GENERATION:
+            raise ValueError(
+                f"{self.task_id}: on_lost_generation must be one of {ON_LOST_GENERATION}, got {on_lost_generation!r}"
+            )
+        self.on_lost_generation = on_lost_generation
         self.video_url: str | None = None  # set once the video is ready; read by the extra link
         self._announced: str | None = None
+        self._wait: GenerationWait | None = None
+        self._outcome: GenerationOutcome | None = None
+        self._submitted: tuple[str, float] | None = None  # (id, UNIX time) of this try's own submission
 
     @cached_property
     def hook(self) -> InfinityBlueHook:
@@ -176,53 +212,89 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
             metadata=self.metadata,
             user=self.user,
         )
-        generation_id = self.hook.submit_generation(request)
-        # Persist before anything else can fail: the mixin stores the id only after this returns.
-        store = context.get("task_state_store")
-        if self.durable and store is not None:
+        fingerprint = request.fingerprint()
+        store = self._store(context)
+        if store is not None:
+            self._check_earlier_submission(store.get(SUBMISSION_KEY))
+            # Written before the POST: a worker killed before the answer is recorded leaves this behind.
+            store.set(SUBMISSION_KEY, {"state": "submitting", "fingerprint": fingerprint, "started_at": time.time()})
+        try:
+            generation_id = self.hook.submit_generation(request)
+        except InfinityBlueAmbiguousSubmitError:
+            raise  # the marker stays: a retry must not pay again without being told to
+        except InfinityBlueError:
+            if store is not None:  # the API provably did not take it: nothing to remember
+                store.delete(SUBMISSION_KEY)
+            raise
+        submitted_at = time.time()
+        self._submitted = (generation_id, submitted_at)
+        if store is not None:
+            # The id first: the mixin re-attaches by it alone. The mixin stores it too, only later.
             store.set(self.external_id_key, generation_id)
+            store.set(
+                SUBMISSION_KEY,
+                {
+                    "state": "submitted",
+                    "fingerprint": fingerprint,
+                    "generation_id": generation_id,
+                    "submitted_at": submitted_at,
+                },
+            )
         self._announce(context, generation_id)
         return generation_id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        try:
-            self._latest = self.hook.get_generation(str(external_id))
-        except InfinityBlueNotFoundError:
+        """Where a generation stored by an earlier try stands, as the wait engine reads its answer."""
+        generation_id = str(external_id)
+        wait = self._wait_for(generation_id, context)
+        step = wait.observe(self.hook.poll_generation(generation_id, deadline=wait.request_deadline()))
+        if isinstance(step, KeepWaiting):
+            return _STILL_WAITING
+        if step.status == "error" and isinstance(
+            step.error, (InfinityBlueGenerationLostError, InfinityBlueNotFoundError)
+        ):
+            if self.on_lost_generation == "fail":
+                raise step.error
+            self.log.warning("%s; submitting anew, as on_lost_generation='resubmit' says.", step.error)
+            return _LOST
+        if step.status in ("failed", "cancelled"):
             self.log.warning(
-                "The InfinityBlue API no longer knows generation %s from an earlier try; submitting anew.",
-                external_id,
+                "InfinityBlue generation %s from an earlier try ended %s: %s", generation_id, step.status, step.message
             )
-            return _UNKNOWN_TO_API
-        return self._latest.status
+            return step.status
+        self._outcome = step
+        if step.status == "success":
+            return GenerationState.SUCCEEDED.value
+        step.video_url_or_raise()  # a revoked key, a malformed answer: nothing a new submission would fix
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def is_job_active(self, status: str) -> bool:
-        return status != _UNKNOWN_TO_API and not GenerationState.from_status(status).is_finished
+        return status == _STILL_WAITING
 
     def is_job_succeeded(self, status: str) -> bool:
-        return GenerationState.from_status(status) is GenerationState.SUCCEEDED
+        return status == GenerationState.SUCCEEDED.value
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         generation_id = str(external_id)
         self._announce(context, generation_id)
         if not self.wait_for_completion:
             return generation_id
-        generation = self._latest_of(generation_id)
-        if not generation.is_finished:
+        if self._outcome is None:
+            wait = self._wait_for(generation_id, context)
             if self.deferrable:
                 self.defer(
                     trigger=InfinityBlueVideoTrigger(
                         generation_id=generation_id,
                         infinityblue_conn_id=self.infinityblue_conn_id,
                         poll_interval=self.poll_interval,
-                        end_time=time.time() + self.timeout,
+                        end_time=wait.deadline,
+                        submitted_at=wait.submitted_at,
+                        not_found_grace=self.not_found_grace,
                     ),
                     method_name="execute_complete",
                     timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
                 )
-            generation = self.hook.wait_for_generation(
-                generation_id, poll_interval=self.poll_interval, timeout=self.timeout
-            )
-        self._latest = generation
+            self._outcome = wait.run(self.hook)
         return self.get_job_result(generation_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
@@ -230,9 +302,11 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         self._announce(context, generation_id)
         if not self.wait_for_completion:
             return generation_id
-        video_url = ensure_succeeded(self._latest_of(generation_id)).video_url
-        assert video_url is not None  # ensure_succeeded guarantees it
-        return self._succeed(context, video_url)
+        if self.video_url is None:  # the mixin may ask twice: the XCom is pushed once
+            if self._outcome is None:
+                self._outcome = self._wait_for(generation_id, context).run(self.hook)
+            self._succeed(context, self._outcome.video_url_or_raise())
+        return self.video_url
 
     # -- resuming from the trigger ----------------------------------------------------------
 
@@ -243,10 +317,46 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _latest_of(self, generation_id: str) -> Generation:
-        if self._latest is None or self._latest.id != generation_id:
-            self._latest = self.hook.get_generation(generation_id)
-        return self._latest
+    def _store(self, context: Context) -> Any:
+        return context.get("task_state_store") if self.durable else None
+
+    def _check_earlier_submission(self, record: object) -> None:
+        """Refuse to POST again after an earlier try's submission that never recorded its answer."""
+        if not (isinstance(record, dict) and record.get("state") == "submitting"):
+            return
+        started = datetime.fromtimestamp(float(record.get("started_at") or 0), tz=UTC).isoformat(timespec="seconds")
+        error = InfinityBlueAmbiguousSubmitError.unconfirmed(
+            started_at=started, fingerprint=str(record.get("fingerprint") or "?")
+        )
+        if self.on_lost_generation == "fail":
+            raise error
+        self.log.warning("%s Submitting anew, as on_lost_generation='resubmit' says.", error)
+
+    def _submission_time(self, generation_id: str, context: Context) -> float | None:
+        """When ``generation_id`` was submitted, by this try or (from the task state store) an earlier one."""
+        if self._submitted is not None and self._submitted[0] == generation_id:
+            return self._submitted[1]
+        store = self._store(context)
+        record = store.get(SUBMISSION_KEY) if store is not None else None
+        if isinstance(record, dict):
+            if record.get("generation_id") == generation_id:
+                return float(record["submitted_at"])
+            if record.get("state") == "submitting":  # the id landed, the record of it did not
+                return float(record["started_at"])
+        return None
+
+    def _wait_for(self, generation_id: str, context: Context) -> GenerationWait:
+        if self._wait is None or self._wait.generation_id != generation_id:
+            self._wait = GenerationWait(
+                generation_id,
+                deadline=time.time() + self.timeout,
+                poll_interval=self.poll_interval,
+                submitted_at=self._submission_time(generation_id, context),
+                not_found_grace=self.not_found_grace,
+                retry=self.hook.settings.retry,
+                logger=self.log,
+            )
+        return self._wait
 
     def _announce(self, context: Context, generation_id: str) -> None:
         if self._announced != generation_id:

@@ -10,14 +10,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook, ensure_succeeded
+from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.links.infinityblue import VIDEO_URL_XCOM_KEY, InfinityBlueVideoLink
-from airflow_provider_infinityblue.triggers.infinityblue import (
-    DEFERRAL_GRACE,
-    GenerationOutcome,
-    InfinityBlueVideoTrigger,
-)
+from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE, InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.version_compat import default_deferrable
+from airflow_provider_infinityblue.wait import (
+    DEFAULT_NOT_FOUND_GRACE,
+    GenerationOutcome,
+    GenerationWait,
+    KeepWaiting,
+    check_poll_interval,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,8 +33,12 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
 
     Works in every sensor mode: ``poke`` (holds a worker slot), ``reschedule`` (frees it
     between checks) and ``deferrable=True`` (waits in the triggerer). ``poke_interval``
-    is the time between status requests and ``timeout`` the longest wait. A generation
-    that fails or is cancelled fails the sensor with the API's reason.
+    is the time between status requests and ``timeout`` the longest wait. Every answer goes
+    through the provider's wait engine, so each mode ends the same way on the same answers:
+    a generation that fails or is cancelled fails the sensor with the API's reason,
+    transient failures (network, 429, 5xx) are waited through until ``timeout``, and a 404
+    within ``not_found_grace`` seconds of the sensor's start means the generation, just
+    submitted upstream, is not visible yet.
 
     Example::
 
@@ -45,7 +52,9 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
 
     :param generation_id: the remote task id (templated).
     :param infinityblue_conn_id: the Airflow connection to use.
-    :param deferrable: wait in the triggerer instead of on a worker.
+    :param deferrable: wait in the triggerer instead of on a worker (``poke_interval`` of at least 1 s).
+    :param not_found_grace: seconds from the sensor's first poke during which a 404 means "not
+        visible yet" rather than "lost".
     """
 
     template_fields: Sequence[str] = ("generation_id",)
@@ -58,27 +67,29 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
         generation_id: str,
         infinityblue_conn_id: str = InfinityBlueHook.default_conn_name,
         deferrable: bool = default_deferrable(),
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.generation_id = generation_id
         self.infinityblue_conn_id = infinityblue_conn_id
         self.deferrable = deferrable
+        self.not_found_grace = float(not_found_grace)
+        if deferrable:
+            check_poll_interval(self.poke_interval, "poke_interval")
         self.video_url: str | None = None  # set once the video is ready; read by the extra link
+        self._wait: GenerationWait | None = None
 
     @cached_property
     def hook(self) -> InfinityBlueHook:
         return InfinityBlueHook(infinityblue_conn_id=self.infinityblue_conn_id)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        generation = self.hook.get_generation(self.generation_id)
-        progress = "" if generation.progress is None else f" ({generation.progress}%)"
-        self.log.info("InfinityBlue generation %s is %s%s", generation.id, generation.status, progress)
-        if not generation.is_finished:
+        wait = self._wait_of(context)
+        step = wait.observe(self.hook.poll_generation(wait.generation_id, deadline=wait.request_deadline()))
+        if isinstance(step, KeepWaiting):
             return False
-        video_url = ensure_succeeded(generation).video_url
-        assert video_url is not None  # ensure_succeeded guarantees it
-        return PokeReturnValue(is_done=True, xcom_value=self._succeed(context, video_url))
+        return PokeReturnValue(is_done=True, xcom_value=self._end(context, step))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -86,12 +97,15 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
         checked = self.poke(context)
         if isinstance(checked, PokeReturnValue):
             return checked.xcom_value
+        wait = self._wait_of(context)
         self.defer(
             trigger=InfinityBlueVideoTrigger(
-                generation_id=self.generation_id,
+                generation_id=wait.generation_id,
                 infinityblue_conn_id=self.infinityblue_conn_id,
                 poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
+                end_time=wait.deadline,
+                submitted_at=wait.submitted_at,
+                not_found_grace=self.not_found_grace,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
@@ -99,12 +113,28 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Called on the worker with the trigger's event: returns the video URL or raises why not."""
-        outcome = GenerationOutcome.from_event(event)
+        return self._end(context, GenerationOutcome.from_event(event))
+
+    def _wait_of(self, context: Context) -> GenerationWait:
+        """This try's wait; in reschedule mode it counts from the first poke, as the sensor's timeout does."""
+        if self._wait is None or self._wait.generation_id != str(self.generation_id).strip():
+            first_poke = context["ti"].get_first_reschedule_date(context) if self.reschedule else None
+            started_at = first_poke.timestamp() if first_poke is not None else time.time()
+            self._wait = GenerationWait(
+                str(self.generation_id).strip(),
+                deadline=started_at + self.timeout,
+                poll_interval=self.poke_interval,
+                submitted_at=started_at,
+                not_found_grace=self.not_found_grace,
+                retry=self.hook.settings.retry,
+                logger=self.log,
+            )
+        return self._wait
+
+    def _end(self, context: Context, outcome: GenerationOutcome) -> str:
         if outcome.status == "timeout":
             raise AirflowSensorTimeout(outcome.message)
-        return self._succeed(context, outcome.video_url_or_raise())
-
-    def _succeed(self, context: Context, video_url: str) -> str:
+        video_url = outcome.video_url_or_raise()
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
         self.video_url = video_url
         return video_url

@@ -1,22 +1,22 @@
-"""The trigger that waits for a generation in the triggerer, and the event it ends with."""
+"""The trigger that waits for a generation in the triggerer."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_infinityblue.exceptions import (
-    InfinityBlueError,
-    InfinityBlueGenerationFailedError,
-    InfinityBlueWaitTimeoutError,
+from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
+from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+from airflow_provider_infinityblue.wait import (
+    DEFAULT_NOT_FOUND_GRACE,
+    GenerationOutcome,
+    GenerationWait,
+    check_poll_interval,
+    check_timeout,
 )
-from airflow_provider_infinityblue.hooks.infinityblue import GenerationProgressLog, InfinityBlueHook
-from airflow_provider_infinityblue.models import Generation, GenerationState
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -25,82 +25,20 @@ if TYPE_CHECKING:
 # down for good), when an operator defers to it; the trigger normally ends first, with a timeout event.
 DEFERRAL_GRACE = timedelta(minutes=5)
 
-OutcomeStatus = Literal["success", "failed", "cancelled", "timeout", "error"]
-
-
-@dataclass(frozen=True)
-class GenerationOutcome:
-    """How a wait for a generation ended: the payload of the trigger's one event.
-
-    >>> outcome = GenerationOutcome("success", "t1", "InfinityBlue generation t1 completed", "https://cdn/t1.mp4")
-    >>> GenerationOutcome.from_event(outcome.to_payload()).video_url_or_raise()
-    'https://cdn/t1.mp4'
-    """
-
-    status: OutcomeStatus
-    generation_id: str
-    message: str
-    video_url: str | None = None
-    error_code: str | None = None
-
-    @classmethod
-    def of_generation(cls, generation: Generation) -> GenerationOutcome:
-        """The outcome of a finished generation."""
-        if generation.state is GenerationState.SUCCEEDED:
-            if generation.video_url:
-                return cls(
-                    "success", generation.id, f"InfinityBlue generation {generation.id} completed", generation.video_url
-                )
-            return cls(
-                "error",
-                generation.id,
-                f"InfinityBlue generation {generation.id} is {generation.status!r} but the answer has no "
-                f"video URL: {generation.raw}",
-            )
-        status: OutcomeStatus = "cancelled" if generation.state is GenerationState.CANCELLED else "failed"
-        return cls(
-            status, generation.id, generation.error_message or "the API gave no reason", None, generation.error_code
-        )
-
-    def to_payload(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_event(cls, event: object) -> GenerationOutcome:
-        """Read an event payload, refusing anything that is not one this provider sent."""
-        if not isinstance(event, dict):
-            raise InfinityBlueError(f"Expected an InfinityBlue trigger event (a dict), got {event!r}")
-        status, generation_id = event.get("status"), event.get("generation_id")
-        if status not in get_args(OutcomeStatus) or not isinstance(generation_id, str):
-            raise InfinityBlueError(f"Unrecognised InfinityBlue trigger event: {event!r}")
-        return cls(
-            status=cast("OutcomeStatus", status),
-            generation_id=generation_id,
-            message=str(event.get("message") or ""),
-            video_url=event.get("video_url"),
-            error_code=event.get("error_code"),
-        )
-
-    def video_url_or_raise(self) -> str:
-        """The video URL of a success; for any other outcome, the matching error."""
-        if self.status == "success" and self.video_url:
-            return self.video_url
-        if self.status in ("failed", "cancelled"):
-            raise InfinityBlueGenerationFailedError(
-                self.generation_id, self.status, error_code=self.error_code, error_message=self.message
-            )
-        if self.status == "timeout":
-            raise InfinityBlueWaitTimeoutError(self.generation_id, self.message)
-        raise InfinityBlueError(f"InfinityBlue generation {self.generation_id}: {self.message}")
+__all__ = ["DEFERRAL_GRACE", "GenerationOutcome", "InfinityBlueVideoTrigger"]
 
 
 class InfinityBlueVideoTrigger(BaseTrigger):
     """Poll a generation from the triggerer until it finishes, fails or runs out of time.
 
     It only reads (``GET``), on one ``aiohttp`` session that is closed however the trigger
-    ends, cancellation included. Transient failures (network, 429, 5xx) never end it; the
-    deadline is an absolute time, serialized with the trigger, so a restarted triggerer
-    resumes the same wait. It yields exactly one event: a :class:`GenerationOutcome` payload.
+    ends, cancellation included, and decides through the provider's wait engine
+    (:class:`~airflow_provider_infinityblue.wait.GenerationWait`), exactly as a worker would:
+    transient failures never end it before its deadline, a 429's ``Retry-After`` is honoured,
+    and a 404 soon after the submission means "not visible yet". The deadline is an absolute
+    time, serialized with the trigger with everything else it needs, so a restarted triggerer
+    resumes the same wait, and a trigger that starts past its deadline still looks once. It
+    yields exactly one event: a :class:`~airflow_provider_infinityblue.wait.GenerationOutcome` payload.
 
     Example::
 
@@ -111,9 +49,12 @@ class InfinityBlueVideoTrigger(BaseTrigger):
 
     :param generation_id: the remote task id returned by the submission.
     :param infinityblue_conn_id: the Airflow connection to use.
-    :param poll_interval: seconds between status requests.
+    :param poll_interval: seconds between status requests (at least 1).
     :param end_time: UNIX time at which to give up with a ``timeout`` event.
     :param timeout: seconds from now, used when ``end_time`` is not given.
+    :param submitted_at: UNIX time of the submission; a 404 within ``not_found_grace`` seconds of
+        it means the generation is not visible yet. Default: the trigger's creation.
+    :param not_found_grace: see ``submitted_at``.
     """
 
     def __init__(
@@ -123,12 +64,16 @@ class InfinityBlueVideoTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         end_time: float | None = None,
         timeout: float = 3600.0,
+        submitted_at: float | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
     ) -> None:
         super().__init__()
         self.generation_id = generation_id
         self.infinityblue_conn_id = infinityblue_conn_id
-        self.poll_interval = float(poll_interval)
-        self.end_time = float(end_time) if end_time is not None else time.time() + timeout
+        self.poll_interval = check_poll_interval(poll_interval)
+        self.end_time = float(end_time) if end_time is not None else time.time() + check_timeout(timeout)
+        self.submitted_at = float(submitted_at) if submitted_at is not None else time.time()
+        self.not_found_grace = float(not_found_grace)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -138,37 +83,24 @@ class InfinityBlueVideoTrigger(BaseTrigger):
                 "infinityblue_conn_id": self.infinityblue_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "submitted_at": self.submitted_at,
+                "not_found_grace": self.not_found_grace,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        outcome = await self._wait()
+        try:
+            async with InfinityBlueHook(self.infinityblue_conn_id) as hook:
+                wait = GenerationWait(
+                    self.generation_id,
+                    deadline=self.end_time,
+                    poll_interval=self.poll_interval,
+                    submitted_at=self.submitted_at,
+                    not_found_grace=self.not_found_grace,
+                    retry=(await hook.asettings()).retry,
+                    logger=self.log,
+                )
+                outcome = await wait.arun(hook)
+        except InfinityBlueConfigurationError as error:  # the connection cannot be used: say so, in the event
+            outcome = GenerationOutcome.of_error(self.generation_id, error)
         yield TriggerEvent(outcome.to_payload())
-
-    async def _wait(self) -> GenerationOutcome:
-        progress = GenerationProgressLog()
-        last_status: str | None = None
-        last_problem = ""
-        async with InfinityBlueHook(self.infinityblue_conn_id) as hook:
-            while (remaining := self.end_time - time.time()) > 0:
-                try:
-                    generation = await hook.aget_generation(self.generation_id, deadline=time.monotonic() + remaining)
-                except InfinityBlueError as error:
-                    if not error.transient:
-                        return GenerationOutcome(
-                            "error", self.generation_id, str(error), error_code=getattr(error, "error_code", None)
-                        )
-                    # The hook's retries ran out, but the deadline has not: keep waiting.
-                    last_problem = f"; the last request failed: {error}"
-                    self.log.warning("Still waiting for InfinityBlue generation %s: %s", self.generation_id, error)
-                else:
-                    progress.report(generation, self.log)
-                    if generation.is_finished:
-                        return GenerationOutcome.of_generation(generation)
-                    last_status, last_problem = generation.status, ""
-                await asyncio.sleep(max(0.0, min(self.poll_interval, self.end_time - time.time())))
-        deadline = datetime.fromtimestamp(self.end_time, tz=UTC).isoformat(timespec="seconds")
-        timeout = InfinityBlueWaitTimeoutError.after(
-            self.generation_id, last_status, when=f"at its deadline {deadline}"
-        )
-        return GenerationOutcome("timeout", self.generation_id, f"{timeout}{last_problem}")

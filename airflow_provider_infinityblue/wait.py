@@ -1,0 +1,387 @@
+"""The wait engine: the one place that decides, answer by answer, how a wait for a generation goes on or ends.
+
+Every mode waits through :class:`GenerationWait`: the hook's ``wait_for_generation`` and the
+operator's worker wait (:meth:`GenerationWait.run`), the trigger (:meth:`GenerationWait.arun`),
+and the sensor, whose pokes each feed it one answer. So the same answers from the API give
+the same :class:`GenerationOutcome` in every mode:
+
+- a finished generation ends the wait: ``success`` with its video URL, ``failed`` or
+  ``cancelled`` with the API's reason, or ``error`` when it "completed" without a URL;
+- a transient failure (connection, timeout, 429, 5xx) never ends a wait before its deadline:
+  the next look comes after a capped, jittered backoff, or after the 429's ``Retry-After``;
+- a 404 (or ``task_not_exist``) within ``not_found_grace`` of the submission means "not
+  visible yet" (gateways with several replicas answer so for a few seconds); after it, the
+  generation is lost (``error``);
+- any other error (401, 403, 400) ends the wait at once with that error;
+- the deadline is a wall-clock instant, so it survives a triggerer restart or a reschedule; a
+  wait always looks once before it declares a timeout, even one that starts past its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
+
+from airflow_provider_infinityblue.exceptions import (
+    InfinityBlueError,
+    InfinityBlueGenerationFailedError,
+    InfinityBlueGenerationLostError,
+    InfinityBlueNotFoundError,
+    InfinityBlueResponseError,
+    InfinityBlueWaitTimeoutError,
+    restore_error,
+)
+from airflow_provider_infinityblue.models import Generation, GenerationState
+from airflow_provider_infinityblue.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+DEFAULT_NOT_FOUND_GRACE = 300.0
+"""Seconds after a submission during which a 404 for the new id means "not visible yet"."""
+MIN_POLL_INTERVAL = 1.0
+"""The shortest ``poll_interval`` an operator, sensor or trigger accepts."""
+POLL_JITTER = 0.1
+"""Each poll comes up to this fraction of ``poll_interval`` late, so waits started together spread out."""
+
+OutcomeStatus = Literal["success", "failed", "cancelled", "timeout", "error"]
+
+
+class _Logger(Protocol):
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+
+class _Poller(Protocol):
+    """What a wait needs from the hook: one look at a generation, the answer or the error it ended with."""
+
+    def poll_generation(
+        self, generation_id: str, *, deadline: float | None = None
+    ) -> Generation | InfinityBlueError: ...
+
+    def apoll_generation(
+        self, generation_id: str, *, deadline: float | None = None
+    ) -> Awaitable[Generation | InfinityBlueError]: ...
+
+
+def check_poll_interval(value: object, name: str = "poll_interval", *, minimum: float = MIN_POLL_INTERVAL) -> float:
+    """``value`` as seconds between polls: a finite number of at least ``minimum``.
+
+    Raised when a DAG is parsed, so a bad value never reaches a worker or a triggerer.
+
+    >>> check_poll_interval("15")
+    15.0
+    >>> check_poll_interval(float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: poll_interval must be a finite number of seconds, at least 1, got nan
+    """
+    return _seconds(value, name, minimum=minimum, inclusive=True)
+
+
+def check_timeout(value: object, name: str = "timeout") -> float:
+    """``value`` (seconds or a ``timedelta``) as a positive, finite number of seconds.
+
+    >>> check_timeout(600), check_timeout(__import__("datetime").timedelta(minutes=2))
+    (600.0, 120.0)
+    """
+    if hasattr(value, "total_seconds"):
+        value = value.total_seconds()
+    return _seconds(value, name, minimum=0.0, inclusive=False)
+
+
+def _seconds(value: object, name: str, *, minimum: float, inclusive: bool) -> float:
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    too_small = number is not None and (number < minimum if inclusive else number <= minimum)
+    if number is None or not math.isfinite(number) or too_small:
+        bound = f"at least {minimum:g}" if inclusive else f"more than {minimum:g}"
+        raise ValueError(f"{name} must be a finite number of seconds, {bound}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class GenerationOutcome:
+    """How a wait for a generation ended; also the payload of the trigger's one event.
+
+    ``error_type`` names the exception class of an ``error`` outcome, so that the worker
+    raises the same class the triggerer saw (with ``status_code``, ``error_code`` and
+    ``request_id`` when the API sent them).
+
+    >>> outcome = GenerationOutcome("success", "t1", "InfinityBlue generation t1 completed", "https://cdn/t1.mp4")
+    >>> GenerationOutcome.from_event(outcome.to_payload()).video_url_or_raise()
+    'https://cdn/t1.mp4'
+    """
+
+    status: OutcomeStatus
+    generation_id: str
+    message: str
+    video_url: str | None = None
+    error_code: str | None = None
+    error_type: str | None = None
+    status_code: int | None = None
+    request_id: str | None = None
+    # The error itself, when the wait ran in this process; not part of the event.
+    error: InfinityBlueError | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of_error(cls, generation_id: str, error: InfinityBlueError) -> GenerationOutcome:
+        return cls(
+            "error",
+            generation_id,
+            str(error),
+            error_code=getattr(error, "error_code", None),
+            error_type=type(error).__name__,
+            status_code=error.status_code,
+            request_id=getattr(error, "request_id", None),
+            error=error,
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        payload = asdict(self)
+        del payload["error"]
+        return payload
+
+    @classmethod
+    def from_event(cls, event: object) -> GenerationOutcome:
+        """Read an event payload, refusing anything that is not one this provider sent."""
+        if not isinstance(event, dict):
+            raise InfinityBlueError(f"Expected an InfinityBlue trigger event (a dict), got {event!r}")
+        status, generation_id = event.get("status"), event.get("generation_id")
+        if status not in get_args(OutcomeStatus) or not isinstance(generation_id, str):
+            raise InfinityBlueError(f"Unrecognised InfinityBlue trigger event: {event!r}")
+        return cls(
+            status=cast("OutcomeStatus", status),
+            generation_id=generation_id,
+            message=str(event.get("message") or ""),
+            video_url=event.get("video_url"),
+            error_code=event.get("error_code"),
+            error_type=event.get("error_type"),
+            status_code=event.get("status_code"),
+            request_id=event.get("request_id"),
+        )
+
+    def video_url_or_raise(self) -> str:
+        """The video URL of a success; for any other outcome, the matching error."""
+        if self.status == "success" and self.video_url:
+            return self.video_url
+        if self.status in ("failed", "cancelled"):
+            raise InfinityBlueGenerationFailedError(
+                self.generation_id, self.status, error_code=self.error_code, error_message=self.message
+            )
+        if self.status == "timeout":
+            raise InfinityBlueWaitTimeoutError(self.generation_id, self.message)
+        if self.error is not None:
+            raise self.error
+        raise restore_error(
+            self.error_type,
+            self.message,
+            status_code=self.status_code,
+            error_code=self.error_code,
+            request_id=self.request_id,
+        )
+
+
+@dataclass(frozen=True)
+class KeepWaiting:
+    """The wait goes on: look again in ``delay`` seconds."""
+
+    delay: float
+
+
+class GenerationProgressLog:
+    """Logs a generation's status and progress when they change, not on every poll.
+
+    A status word this provider does not know is reported once, as a warning: the
+    generation is then treated as not finished, and polling goes on.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[str, int | None] | None = None
+        self._unknown: set[str] = set()
+
+    def report(self, generation: Generation, logger: _Logger) -> None:
+        if generation.state is GenerationState.UNKNOWN and generation.status not in self._unknown:
+            self._unknown.add(generation.status)
+            logger.warning(
+                "InfinityBlue generation %s has status %r, which this provider does not know; "
+                "treating it as not finished and polling on.",
+                generation.id,
+                generation.status,
+            )
+        current = (generation.status, generation.progress)
+        if current != self._last:
+            self._last = current
+            progress = "" if generation.progress is None else f" ({generation.progress}%)"
+            logger.info("InfinityBlue generation %s is %s%s", generation.id, generation.status, progress)
+
+
+class GenerationWait:
+    """One wait for one generation, fed one answer at a time by :meth:`observe`.
+
+    Example, the loop every mode runs in its own way::
+
+        wait = GenerationWait("abcd1234", deadline=time.time() + 900, poll_interval=10, logger=log)
+        with InfinityBlueHook() as hook:
+            outcome = wait.run(hook)  # or: await wait.arun(hook) in a trigger
+        video_url = outcome.video_url_or_raise()
+
+    :param generation_id: the remote task id.
+    :param deadline: the UNIX time after which the wait times out (after one last look).
+    :param poll_interval: seconds between looks while the generation runs (jittered upwards).
+    :param submitted_at: the UNIX time the generation was submitted, or the wait's start for a
+        generation submitted elsewhere; a 404 within ``not_found_grace`` of it means "not visible yet".
+    :param not_found_grace: seconds; see ``submitted_at``.
+    :param retry: the backoff between looks after a transient failure.
+    """
+
+    def __init__(
+        self,
+        generation_id: str,
+        *,
+        deadline: float,
+        poll_interval: float,
+        logger: _Logger,
+        submitted_at: float | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.generation_id = generation_id
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.submitted_at = submitted_at
+        self.not_found_grace = not_found_grace
+        self.retry = retry or RetryPolicy()
+        self.log = logger
+        self.clock = clock
+        self.last_generation: Generation | None = None
+        self._progress = GenerationProgressLog()
+        self._failures = 0  # consecutive transient failures
+        self._last_problem: InfinityBlueError | None = None
+        self._not_visible_reported = False
+        self._last_look_taken = False
+
+    # -- the decision ------------------------------------------------------------------------
+
+    def observe(self, answer: Generation | InfinityBlueError) -> KeepWaiting | GenerationOutcome:
+        """What to do after one look: keep waiting (and how long), or how the wait ended."""
+        if isinstance(answer, Generation):
+            return self._observe_generation(answer)
+        return self._observe_error(answer)
+
+    def _observe_generation(self, generation: Generation) -> KeepWaiting | GenerationOutcome:
+        self.last_generation = generation
+        self._failures, self._last_problem = 0, None
+        self._progress.report(generation, self.log)
+        if generation.state is GenerationState.SUCCEEDED:
+            if generation.video_url:
+                return GenerationOutcome(
+                    "success", self.generation_id, f"InfinityBlue generation {generation.id} completed",
+                    generation.video_url,
+                )  # fmt: skip
+            return GenerationOutcome.of_error(
+                self.generation_id,
+                InfinityBlueResponseError(
+                    f"InfinityBlue generation {generation.id} is {generation.status!r} but the answer has no "
+                    f"video URL (looked in url, video_url, result_url and metadata.url): {generation.raw}"
+                ),
+            )
+        if generation.state in (GenerationState.FAILED, GenerationState.CANCELLED):
+            return GenerationOutcome(
+                "cancelled" if generation.state is GenerationState.CANCELLED else "failed",
+                self.generation_id,
+                generation.error_message or "the API gave no reason",
+                error_code=generation.error_code,
+            )
+        return self._look_again(self.poll_interval * random.uniform(1.0, 1.0 + POLL_JITTER))
+
+    def _observe_error(self, error: InfinityBlueError) -> KeepWaiting | GenerationOutcome:
+        if isinstance(error, InfinityBlueNotFoundError):
+            if self._not_visible_yet():
+                if not self._not_visible_reported:
+                    self._not_visible_reported = True
+                    self.log.info(
+                        "InfinityBlue does not show generation %s yet (submitted %.0f s ago); polling on for up "
+                        "to %g s after its submission.",
+                        self.generation_id,
+                        self.clock() - (self.submitted_at or 0),
+                        self.not_found_grace,
+                    )
+                return self._look_again(self.poll_interval)
+            return GenerationOutcome.of_error(self.generation_id, self._lost(error))
+        if not error.transient:
+            return GenerationOutcome.of_error(self.generation_id, error)
+        self._failures += 1
+        self._last_problem = error
+        retry_after: float | None = getattr(error, "retry_after", None)
+        delay = retry_after if retry_after is not None else self.retry.backoff(self._failures)
+        self.log.warning(
+            "Still waiting for InfinityBlue generation %s; looking again in %.1f s after: %s",
+            self.generation_id,
+            min(delay, max(0.0, self.deadline - self.clock())),
+            error,
+        )
+        return self._look_again(delay)
+
+    def _not_visible_yet(self) -> bool:
+        return self.submitted_at is not None and self.clock() < self.submitted_at + self.not_found_grace
+
+    def _lost(self, error: InfinityBlueNotFoundError) -> InfinityBlueError:
+        if self.submitted_at is None:
+            return error
+        return InfinityBlueGenerationLostError(
+            self.generation_id,
+            age=self.clock() - self.submitted_at,
+            grace=self.not_found_grace,
+            request_id=error.request_id,
+        )
+
+    def _look_again(self, delay: float) -> KeepWaiting | GenerationOutcome:
+        remaining = self.deadline - self.clock()
+        if remaining <= 0 or self._last_look_taken:
+            return self._timeout()
+        # A sleep that reaches the deadline is followed by one last look, and no more.
+        self._last_look_taken = delay >= remaining
+        return KeepWaiting(min(delay, remaining))
+
+    def _timeout(self) -> GenerationOutcome:
+        last_status = self.last_generation.status if self.last_generation else None
+        deadline = datetime.fromtimestamp(self.deadline, tz=UTC).isoformat(timespec="seconds")
+        error = InfinityBlueWaitTimeoutError.after(self.generation_id, last_status, when=f"at its deadline {deadline}")
+        problem = f"; the last look failed: {self._last_problem}" if self._last_problem else ""
+        return GenerationOutcome("timeout", self.generation_id, f"{error}{problem}")
+
+    # -- the loops ---------------------------------------------------------------------------
+
+    def request_deadline(self) -> float:
+        """The wait's deadline as a ``time.monotonic()`` instant, which is what HTTP requests are clipped to."""
+        return time.monotonic() + (self.deadline - self.clock())
+
+    def run(self, hook: _Poller, *, sleep: Callable[[float], None] = time.sleep) -> GenerationOutcome:
+        """Wait on this thread until the outcome: the worker's way."""
+        while True:
+            step = self.observe(hook.poll_generation(self.generation_id, deadline=self.request_deadline()))
+            if isinstance(step, GenerationOutcome):
+                return step
+            sleep(step.delay)
+
+    async def arun(self, hook: _Poller) -> GenerationOutcome:
+        """Wait without blocking the event loop until the outcome: the trigger's way."""
+        while True:
+            answer = await hook.apoll_generation(self.generation_id, deadline=self.request_deadline())
+            step = self.observe(answer)
+            if isinstance(step, GenerationOutcome):
+                return step
+            await asyncio.sleep(step.delay)
