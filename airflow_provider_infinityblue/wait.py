@@ -23,7 +23,7 @@ import asyncio
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
 
@@ -149,9 +149,8 @@ class GenerationOutcome:
         )
 
     def to_payload(self) -> dict[str, Any]:
-        payload = asdict(self)
-        del payload["error"]
-        return payload
+        """The event payload: plain JSON values (the exception itself stays in this process)."""
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "error"}
 
     @classmethod
     def from_event(cls, event: object) -> GenerationOutcome:
@@ -267,6 +266,7 @@ class GenerationWait:
         self.log = logger
         self.clock = clock
         self.last_generation: Generation | None = None
+        self.looks = 0
         self._progress = GenerationProgressLog()
         self._failures = 0  # consecutive transient failures
         self._last_problem: InfinityBlueError | None = None
@@ -277,6 +277,7 @@ class GenerationWait:
 
     def observe(self, answer: Generation | InfinityBlueError) -> KeepWaiting | GenerationOutcome:
         """What to do after one look: keep waiting (and how long), or how the wait ended."""
+        self.looks += 1
         if isinstance(answer, Generation):
             return self._observe_generation(answer)
         return self._observe_error(answer)

@@ -281,7 +281,16 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
             return generation_id
         if self._outcome is None:
             wait = self._wait_for(generation_id, context)
-            if self.deferrable:
+            if not self.deferrable:
+                self._outcome = wait.run(self.hook)
+                return self.get_job_result(generation_id, context)
+            # One look before deferring (unless a retry just had it): a finished generation needs no triggerer.
+            step = (
+                wait.observe(self.hook.poll_generation(generation_id, deadline=wait.request_deadline()))
+                if wait.looks == 0
+                else KeepWaiting(0)
+            )
+            if isinstance(step, KeepWaiting):
                 self.defer(
                     trigger=InfinityBlueVideoTrigger(
                         generation_id=generation_id,
@@ -294,7 +303,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
                     method_name="execute_complete",
                     timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
                 )
-            self._outcome = wait.run(self.hook)
+            self._outcome = step
         return self.get_job_result(generation_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:

@@ -26,6 +26,9 @@ class MemoryTaskStateStore:
     def set(self, key: str, value: Any, *, retention: Any = None) -> None:
         self.values[key] = value
 
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
 
 def task_context(store: MemoryTaskStateStore | None = None, *, with_store: bool = True) -> dict[str, Any]:
     context: dict[str, Any] = {"ti": RecordingTaskInstance()}

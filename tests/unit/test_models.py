@@ -9,7 +9,6 @@ import zlib
 import pytest
 
 from airflow_provider_infinityblue.exceptions import (
-    InfinityBlueGenerationFailedError,
     InfinityBlueResponseError,
     InfinityBlueValidationError,
 )
@@ -152,20 +151,6 @@ class TestGenerationParsing:
     def test_error_forms(self, payload: dict, code: str | None, message: str | None) -> None:
         generation = Generation.from_payload({"id": "t", "status": "failed", **payload})
         assert (generation.error_code, generation.error_message) == (code, message)
-
-    def test_failed_generation_raises_with_reason_and_id(self) -> None:
-        generation = Generation.from_payload(
-            {"id": "t-7", "status": "FAILURE", "error": {"code": "content_policy", "message": "Prompt refused"}}
-        )
-        with pytest.raises(InfinityBlueGenerationFailedError) as caught:
-            generation.raise_for_failure()
-        assert "t-7" in str(caught.value)
-        assert "Prompt refused" in str(caught.value)
-        assert "content_policy" in str(caught.value)
-
-    def test_cancelled_generation_raises(self) -> None:
-        with pytest.raises(InfinityBlueGenerationFailedError, match="canceled"):
-            Generation.from_payload({"id": "t", "status": "canceled"}).raise_for_failure()
 
     @pytest.mark.parametrize("payload", [["a list"], "text", None])
     def test_non_object_answers_are_errors(self, payload: object) -> None:

@@ -8,7 +8,12 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 from airflow.sdk import PokeReturnValue
 
-from airflow_provider_infinityblue.exceptions import InfinityBlueGenerationFailedError, InfinityBlueResponseError
+from airflow_provider_infinityblue.exceptions import (
+    InfinityBlueAuthenticationError,
+    InfinityBlueGenerationFailedError,
+    InfinityBlueGenerationLostError,
+    InfinityBlueResponseError,
+)
 from airflow_provider_infinityblue.sensors.infinityblue import InfinityBlueVideoSensor
 from airflow_provider_infinityblue.triggers.infinityblue import InfinityBlueVideoTrigger
 from tests.conftest import BASE_URL, FAKE_API_KEY, set_connection
@@ -18,7 +23,7 @@ STATUS_URL = f"{BASE_URL}/v1/video/generations/t1"
 
 
 def sensor(**kwargs) -> InfinityBlueVideoSensor:
-    return InfinityBlueVideoSensor(**{"task_id": "wait", "generation_id": "t1", "poke_interval": 0.01, **kwargs})
+    return InfinityBlueVideoSensor(**{"task_id": "wait", "generation_id": "t1", "poke_interval": 1, **kwargs})
 
 
 def test_poke_is_false_while_running(hook, requests_mock) -> None:
@@ -100,6 +105,33 @@ def test_soft_fail_skips_on_a_failed_generation() -> None:
     event = {"status": "failed", "generation_id": "t1", "message": "Prompt refused"}
     with pytest.raises(AirflowSkipException):
         sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, task_context())
+
+
+def test_a_transient_failure_keeps_the_sensor_waiting(hook, requests_mock) -> None:
+    requests_mock.get(STATUS_URL, status_code=503, text="busy")
+    assert sensor().poke(task_context()) is False
+
+
+def test_a_404_soon_after_the_start_keeps_it_waiting_and_past_the_grace_fails(hook, requests_mock) -> None:
+    requests_mock.get(STATUS_URL, status_code=404, json={"error": {"message": "no such task", "code": "not_found"}})
+    waiting = sensor(not_found_grace=60)
+    context = task_context()
+    assert waiting.poke(context) is False
+    assert waiting._wait is not None
+    waiting._wait.submitted_at -= 61  # the sensor started over a minute ago
+    with pytest.raises(InfinityBlueGenerationLostError, match="may still be billed"):
+        waiting.poke(context)
+
+
+def test_a_revoked_key_fails_the_sensor_at_once(hook, requests_mock) -> None:
+    requests_mock.get(STATUS_URL, status_code=401, json={"error": {"message": "revoked", "code": "invalid_api_key"}})
+    with pytest.raises(InfinityBlueAuthenticationError, match="revoked"):
+        sensor().poke(task_context())
+
+
+def test_a_deferrable_sensor_refuses_a_poke_interval_its_trigger_would() -> None:
+    with pytest.raises(ValueError, match="poke_interval must be a finite number"):
+        sensor(deferrable=True, poke_interval=0.5)
 
 
 def test_generation_id_is_templated() -> None:

@@ -35,7 +35,7 @@ async def first_trigger(url):
     neighbour = asyncio.ensure_future(another_trigger(gaps))
     await asyncio.sleep(0.05)
     async def run_one():
-        trigger = triggers.InfinityBlueVideoTrigger("t1", poll_interval=0.01, timeout=30)
+        trigger = triggers.InfinityBlueVideoTrigger("t1", poll_interval=1, timeout=30)
         return [event.payload async for event in trigger.run()]
 
     # Twenty at once, as after a backfill defers or a triggerer restarts: all start before aiohttp is loaded.

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from airflow_provider_infinityblue.exceptions import (
+    InfinityBlueAuthenticationError,
     InfinityBlueError,
     InfinityBlueGenerationFailedError,
     InfinityBlueWaitTimeoutError,
@@ -40,7 +41,7 @@ def sessions(monkeypatch) -> list[aiohttp.ClientSession]:
 
 def make_trigger(**kwargs) -> InfinityBlueVideoTrigger:
     return InfinityBlueVideoTrigger(
-        **{"generation_id": "t1", "poll_interval": 0.01, "end_time": time.time() + 30, **kwargs}
+        **{"generation_id": "t1", "poll_interval": 1, "end_time": time.time() + 30, **kwargs}
     )
 
 
@@ -49,7 +50,9 @@ async def events_of(trigger: InfinityBlueVideoTrigger) -> list[dict]:
 
 
 def test_serialize_round_trip_keeps_the_absolute_deadline() -> None:
-    trigger = InfinityBlueVideoTrigger("t1", "video_prod", poll_interval=7, end_time=1_900_000_000.5)
+    trigger = InfinityBlueVideoTrigger(
+        "t1", "video_prod", poll_interval=7, end_time=1_900_000_000.5, submitted_at=1_899_999_000.0
+    )
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_infinityblue.triggers.infinityblue.InfinityBlueVideoTrigger"
     assert kwargs == {
@@ -57,6 +60,8 @@ def test_serialize_round_trip_keeps_the_absolute_deadline() -> None:
         "infinityblue_conn_id": "video_prod",
         "poll_interval": 7.0,
         "end_time": 1_900_000_000.5,
+        "submitted_at": 1_899_999_000.0,
+        "not_found_grace": 300.0,
     }
     module, name = path.rsplit(".", 1)  # how the triggerer finds the class again
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
@@ -86,6 +91,9 @@ async def test_success_is_one_event_with_the_url(hook, api, sessions) -> None:
             "message": "InfinityBlue generation t1 completed",
             "video_url": "https://cdn/t1.mp4",
             "error_code": None,
+            "error_type": None,
+            "status_code": None,
+            "request_id": None,
         }
     ]
     assert len(sessions) == 1
@@ -122,13 +130,49 @@ async def test_completed_without_url_is_an_error_event(hook, api) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_permanent_api_error_ends_it_with_the_message(hook, api, sessions) -> None:
-    api.get(STATUS_URL, status=404, payload={"error": {"message": "task t1 not found", "code": "not_found"}})
+async def test_a_permanent_api_error_ends_it_with_the_message_and_class(hook, api, sessions) -> None:
+    api.get(
+        STATUS_URL,
+        status=401,
+        payload={"error": {"message": "key revoked", "code": "invalid_api_key"}},
+        headers={"x-request-id": "req_7"},
+    )
     (event,) = await events_of(make_trigger())
-    assert event["status"] == "error"
-    assert "task t1 not found" in event["message"]
-    assert event["error_code"] == "not_found"
+    assert (event["status"], event["error_type"], event["status_code"]) == (
+        "error",
+        "InfinityBlueAuthenticationError",
+        401,
+    )
+    assert "key revoked" in event["message"]
+    assert event["request_id"] == "req_7"
+    assert event["error_code"] == "invalid_api_key"
     assert sessions[0].closed
+    with pytest.raises(InfinityBlueAuthenticationError, match="key revoked"):
+        GenerationOutcome.from_event(event).video_url_or_raise()
+
+
+@pytest.mark.asyncio
+async def test_a_404_soon_after_the_submission_is_not_visible_yet(hook, api) -> None:
+    not_found = {"status": 404, "payload": {"error": {"message": "task t1 not found", "code": "not_found"}}}
+    api.get(STATUS_URL, **not_found)
+    api.get(STATUS_URL, **not_found)
+    api.get(STATUS_URL, payload={"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"})
+    (event,) = await events_of(make_trigger(submitted_at=time.time() - 5))
+    assert event["status"] == "success"
+
+
+@pytest.mark.asyncio
+async def test_a_404_past_the_grace_is_a_lost_generation(hook, api) -> None:
+    api.get(STATUS_URL, status=404, payload={"error": {"message": "task t1 not found", "code": "not_found"}})
+    (event,) = await events_of(make_trigger(submitted_at=time.time() - 400))
+    assert (event["status"], event["error_type"]) == ("error", "InfinityBlueGenerationLostError")
+    assert "may still be billed" in event["message"]
+
+
+@pytest.mark.parametrize("interval", [0, 0.5, float("nan"), float("inf"), "five", None])
+def test_a_nonsense_poll_interval_is_refused_when_built(interval) -> None:
+    with pytest.raises(ValueError, match="poll_interval must be a finite number of seconds, at least 1"):
+        InfinityBlueVideoTrigger("t1", poll_interval=interval)
 
 
 @pytest.mark.asyncio
@@ -155,7 +199,7 @@ async def test_unknown_statuses_keep_it_polling(hook, api) -> None:
 async def test_times_out_at_the_deadline(hook, api, sessions) -> None:
     api.get(STATUS_URL, payload={"task_id": "t1", "status": "in_progress", "progress": 10}, repeat=True)
     started = time.monotonic()
-    (event,) = await events_of(make_trigger(poll_interval=0.05, end_time=time.time() + 0.4))
+    (event,) = await events_of(make_trigger(end_time=time.time() + 0.4))
     assert 0.3 <= time.monotonic() - started < 2
     assert event["status"] == "timeout"
     assert "'in_progress'" in event["message"]
@@ -164,10 +208,19 @@ async def test_times_out_at_the_deadline(hook, api, sessions) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_deadline_already_past_asks_nothing(hook, api) -> None:
-    (event,) = await events_of(make_trigger(end_time=time.time() - 1))
+async def test_a_deadline_already_past_looks_once(hook, api) -> None:
+    api.get(STATUS_URL, payload={"task_id": "t1", "status": "in_progress"}, repeat=True)
+    (event,) = await events_of(make_trigger(end_time=time.time() - 60))
     assert event["status"] == "timeout"
-    assert not api.requests
+    assert sum(len(calls) for calls in api.requests.values()) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_deadline_already_past_still_delivers_a_finished_video(hook, api) -> None:
+    """A triggerer down past the deadline: the video that finished meanwhile is not lost to the task."""
+    api.get(STATUS_URL, payload={"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"})
+    (event,) = await events_of(make_trigger(end_time=time.time() - 60))
+    assert (event["status"], event["video_url"]) == ("success", "https://cdn/t1.mp4")
 
 
 @pytest.mark.asyncio
@@ -175,14 +228,14 @@ async def test_timeout_mentions_the_last_failure_when_the_api_kept_failing(hook,
     api.get(STATUS_URL, status=502, body="bad gateway", repeat=True)
     (event,) = await events_of(make_trigger(end_time=time.time() + 0.5))
     assert event["status"] == "timeout"
-    assert "the last request failed" in event["message"]
+    assert "the last look failed" in event["message"]
     assert "HTTP 502" in event["message"]
 
 
 @pytest.mark.asyncio
 async def test_cancellation_closes_the_session(hook, api, sessions) -> None:
     api.get(STATUS_URL, payload={"task_id": "t1", "status": "in_progress"}, repeat=True)
-    task = asyncio.ensure_future(events_of(make_trigger(poll_interval=0.05)))
+    task = asyncio.ensure_future(events_of(make_trigger()))
     await asyncio.sleep(0.3)
     assert sessions
     assert not sessions[0].closed
@@ -194,7 +247,7 @@ async def test_cancellation_closes_the_session(hook, api, sessions) -> None:
 
 @pytest.mark.asyncio
 async def test_progress_is_logged_when_it_changes(hook, api, capsys) -> None:
-    for progress in (10, 10, 10, 40, 40):
+    for progress in (10, 10, 40):
         api.get(STATUS_URL, payload={"task_id": "t1", "status": "in_progress", "progress": progress})
     api.get(STATUS_URL, payload={"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"})
     await events_of(make_trigger())
@@ -261,6 +314,11 @@ class TestGenerationOutcome:
     def test_error_raises_with_the_message(self) -> None:
         with pytest.raises(InfinityBlueError, match="HTTP 401"):
             GenerationOutcome("error", "t1", "HTTP 401 bad key").video_url_or_raise()
+
+    def test_an_error_type_from_elsewhere_is_not_imported(self) -> None:
+        with pytest.raises(InfinityBlueError) as caught:
+            GenerationOutcome("error", "t1", "boom", error_type="os.system").video_url_or_raise()
+        assert type(caught.value) is InfinityBlueError
 
     @pytest.mark.parametrize(
         "event",
