@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 "AIRFLOW_HOME": str(home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "INFINITYBLUE_EXAMPLE_POLL_SECONDS": "10" if api_key else "0.5",
+                "INFINITYBLUE_EXAMPLE_POLL_SECONDS": "10" if api_key else "1",
             }
 
         if api_key:

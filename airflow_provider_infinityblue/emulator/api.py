@@ -79,7 +79,7 @@ async def get_generation(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["task_id"]
     generation = state.generations.get(task_id)
     shape = state.settings.shape
-    if generation is None:
+    if generation is None or state.take_invisible_poll():
         if shape == "wrapped":
             return web.json_response(shapes.TASK_NOT_EXIST, status=400)
         return errors.api_error(404, f"No video generation found with id '{task_id}'.", code="not_found")

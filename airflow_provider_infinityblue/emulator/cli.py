@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--unavailable-polls", type=int, default=0, help="answer the next N status requests 503")
     parser.add_argument(
+        "--invisible-polls",
+        type=int,
+        default=0,
+        help="answer the next N status requests of an existing generation 404, as a lagging replica would",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="one INFO line per request"
     )
     return parser
@@ -107,6 +113,7 @@ def command_line_arguments(settings: EmulatorSettings) -> list[str]:
         "--max-body-mb", repr(settings.max_body_mb),
         "--reject-submissions", str(settings.reject_submissions),
         "--unavailable-polls", str(settings.unavailable_polls),
+        "--invisible-polls", str(settings.invisible_polls),
     ]  # fmt: skip
     if settings.generation_seconds_max is not None:
         arguments += ["--generation-seconds-max", repr(settings.generation_seconds_max)]

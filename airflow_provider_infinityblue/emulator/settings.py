@@ -39,8 +39,8 @@ class EmulatorSettings:
     """How the InfinityBlue emulator behaves. Invalid values raise :class:`InvalidSettingError`.
 
     Every field except ``host`` and ``port`` can also be changed while the emulator runs
-    (``POST /_emulator/config``). ``reject_submissions`` and ``unavailable_polls`` are
-    countdowns: each request they affect lowers them by one.
+    (``POST /_emulator/config``). ``reject_submissions``, ``unavailable_polls`` and
+    ``invisible_polls`` are countdowns: each request they affect lowers them by one.
 
     >>> settings = EmulatorSettings(generation_seconds=0.5, failure_rate=0.1, shape="wrapped")
     >>> settings.with_knobs({"failure_rate": 0}).failure_rate
@@ -71,6 +71,9 @@ class EmulatorSettings:
     max_body_mb: float = 32.0
     reject_submissions: int = 0
     unavailable_polls: int = 0
+    # The next N status GETs of a generation that exists answer as if it did not (404, or
+    # task_not_exist when wrapped): a replica of an eventually consistent gateway that has not seen it yet.
+    invisible_polls: int = 0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -104,7 +107,7 @@ class EmulatorSettings:
         if self.seed is not None:
             set_(self, "seed", _integer("seed", self.seed))
         set_(self, "max_body_mb", _number("max_body_mb", self.max_body_mb, minimum=0, exclusive=True))
-        for name in ("reject_submissions", "unavailable_polls"):
+        for name in ("reject_submissions", "unavailable_polls", "invisible_polls"):
             set_(self, name, _integer(name, getattr(self, name), minimum=0))
 
     @property

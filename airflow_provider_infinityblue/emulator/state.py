@@ -118,6 +118,14 @@ class EmulatorState:
             return True
         return self.settings.error_rate > 0 and self._random.random() < self.settings.error_rate
 
+    def take_invisible_poll(self) -> bool:
+        """Whether this status request of an existing generation is answered as if it did not exist yet."""
+        remaining = self.settings.invisible_polls
+        if remaining > 0:
+            self.settings = self.settings.with_knobs({"invisible_polls": remaining - 1})
+            return True
+        return False
+
     def submit(self, request: AcceptedGenerationRequest) -> EmulatedGeneration:
         settings = self.settings
         if settings.generation_seconds_max is None:

@@ -18,11 +18,12 @@ from airflow_provider_infinityblue.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.conftest import FAKE_API_KEY, without_airflow_30_mask_messages
 
 # The example DAGs read their poll interval when parsed (once per session): keep it short for the emulator.
-os.environ["INFINITYBLUE_EXAMPLE_POLL_SECONDS"] = "0.2"
+os.environ["INFINITYBLUE_EXAMPLE_POLL_SECONDS"] = "1"
 
 REPO = Path(__file__).parents[2]
 DAG_FILES = [
     REPO / "tests" / "integration" / "dags" / "infinityblue_e2e.py",
+    REPO / "tests" / "integration" / "dags" / "infinityblue_wait_modes.py",
     *sorted((REPO / "example_dags").glob("*.py")),
 ]
 

@@ -15,7 +15,7 @@ from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueGen
 from airflow_provider_infinityblue.sensors.infinityblue import InfinityBlueVideoSensor
 
 START = datetime(2026, 11, 1)
-FAST = {"poll_interval": 0.2, "timeout": 60}
+FAST = {"poll_interval": 1, "timeout": 60}
 GENERATED_ID = "{{ ti.xcom_pull(task_ids='submit', key='infinityblue_task_id') }}"
 
 
@@ -59,7 +59,7 @@ with DAG("e2e_sensor_deferrable", start_date=START, schedule=None, catchup=False
     InfinityBlueGenerateVideoOperator(
         task_id="submit", prompt="A paper boat", wait_for_completion=False
     ) >> InfinityBlueVideoSensor(
-        task_id="wait", generation_id=GENERATED_ID, deferrable=True, poke_interval=0.2, timeout=60
+        task_id="wait", generation_id=GENERATED_ID, deferrable=True, poke_interval=1, timeout=60
     )
 
 with DAG(

@@ -1,0 +1,153 @@
+"""The wait engine's promise: the same API answers give the same outcome in every way of waiting.
+
+Each scenario is a scripted sequence of status answers from a real HTTP server on 127.0.0.1. It is fed to
+every mode: the hook's sync wait, the trigger on its own, and real Airflow (``dag.test()``) running the
+operator in worker and deferrable mode and the sensor in poke and reschedule mode. Each must end the same
+way: a video URL, or the same exception class; operators send exactly one POST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+from airflow_provider_infinityblue.triggers.infinityblue import InfinityBlueVideoTrigger
+from airflow_provider_infinityblue.wait import GenerationOutcome
+from tests.conftest import FAKE_API_KEY, set_connection
+from tests.loopback import LoopbackServer, Reply
+
+VIDEO = "https://cdn.example.com/t1.mp4"
+SUBMITTED = Reply(body={"task_id": "t1", "status": "queued"})
+RUNNING = Reply(body={"task_id": "t1", "status": "in_progress", "progress": 40})
+DONE = Reply(body={"task_id": "t1", "status": "completed", "url": VIDEO})
+NOT_FOUND = Reply(404, {"error": {"message": "No video generation found with id 't1'.", "code": "not_found"}})
+BUSY = Reply(503, b"<html><title>503 Service Unavailable</title></html>", {"Content-Type": "text/html"})
+RATE_LIMITED = Reply(429, {"error": {"message": "Slow down", "code": "rate_limit"}}, {"Retry-After": "1"})
+REVOKED = Reply(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
+TIMEOUT = "timeout"  # InfinityBlueWaitTimeoutError, or AirflowSensorTimeout for a sensor
+# Every exception class an outcome may be, so that a log can be checked for exactly one of them.
+ERROR_CLASSES = (
+    "InfinityBlueGenerationFailedError",
+    "InfinityBlueResponseError",
+    "InfinityBlueAuthenticationError",
+    "InfinityBlueGenerationLostError",
+    "InfinityBlueWaitTimeoutError",
+    "AirflowSensorTimeout",
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    answers: list[Reply]
+    outcome: str  # "success", TIMEOUT, or the exception class
+    short_deadline: bool = False
+
+
+SCENARIOS = {
+    # More consecutive 503s than the connection's max_attempts (4): waited through, not failed.
+    "503 burst": Scenario([BUSY] * 5 + [DONE], "success"),
+    "429 with Retry-After": Scenario([RATE_LIMITED, RATE_LIMITED, DONE], "success"),
+    "404 right after creation": Scenario([NOT_FOUND, NOT_FOUND, DONE], "success"),
+    "unknown status word": Scenario([Reply(body={"task_id": "t1", "status": "warming_up"})] * 2 + [DONE], "success"),
+    "failed": Scenario(
+        [RUNNING, Reply(body={"task_id": "t1", "status": "failed", "error": {"code": "nsfw", "message": "Refused"}})],
+        "InfinityBlueGenerationFailedError",
+    ),
+    "completed without a URL": Scenario(
+        [RUNNING, Reply(body={"task_id": "t1", "status": "completed"})], "InfinityBlueResponseError"
+    ),
+    "key revoked mid-wait": Scenario([RUNNING, REVOKED], "InfinityBlueAuthenticationError"),
+    "deadline passes": Scenario([RUNNING] * 40, TIMEOUT, short_deadline=True),
+}
+OPERATOR_MODES = ("worker", "deferrable")
+DAG_MODES = (
+    "worker",
+    "deferrable",
+    "sensor_poke",
+    # Airflow 3.0's dag.test() fails a sensor that really reschedules (README: supported Airflow versions).
+    pytest.param("sensor_reschedule", marks=pytest.mark.airflow(">=3.1", feature="reschedule in dag.test")),
+)
+
+
+@pytest.fixture
+def scripted_api(monkeypatch):
+    """Start a loopback API answering ``answers`` in order, with ``infinityblue_default`` pointing at it."""
+    servers: list[LoopbackServer] = []
+
+    def start(answers: list[Reply]) -> LoopbackServer:
+        server = LoopbackServer(list(answers)).__enter__()
+        servers.append(server)
+        extra = {"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 4, "read_timeout": 5}
+        set_connection(monkeypatch, host=server.url, password=FAKE_API_KEY, extra=json.dumps(extra))
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def outcome_of(error: BaseException | None) -> str:
+    if error is None:
+        return "success"
+    name = type(error).__name__
+    return TIMEOUT if name in ("InfinityBlueWaitTimeoutError", "AirflowSensorTimeout") else name
+
+
+def outcome_in_logs(logs: str) -> str:
+    raised = {name for name in ERROR_CLASSES if re.search(rf"\b{name}\b", logs)}
+    assert len(raised) == 1, f"expected one error class in the task log, found {sorted(raised)}"
+    (name,) = raised
+    return TIMEOUT if name in ("InfinityBlueWaitTimeoutError", "AirflowSensorTimeout") else name
+
+
+def timeout_of(scenario: Scenario) -> float:
+    return 4 if scenario.short_deadline else 40
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_sync_wait(scripted_api, scenario: Scenario) -> None:
+    scripted_api(scenario.answers)
+    error = None
+    with InfinityBlueHook() as hook:
+        try:
+            assert hook.wait_for_generation("t1", poll_interval=1, timeout=timeout_of(scenario)).video_url == VIDEO
+        except Exception as caught:  # the outcome under test: compared below
+            error = caught
+    assert outcome_of(error) == scenario.outcome
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_trigger(scripted_api, scenario: Scenario) -> None:
+    scripted_api(scenario.answers)
+    trigger = InfinityBlueVideoTrigger("t1", poll_interval=1, timeout=timeout_of(scenario))
+
+    async def events() -> list[dict]:
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(events())
+    error = None
+    try:
+        assert GenerationOutcome.from_event(event).video_url_or_raise() == VIDEO
+    except Exception as caught:  # the outcome under test: compared below
+        error = caught
+    assert outcome_of(error) == scenario.outcome
+
+
+@pytest.mark.parametrize("mode", DAG_MODES)
+@pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_in_airflow(scripted_api, run_dag, scenario: Scenario, mode: str) -> None:
+    operator = mode in OPERATOR_MODES
+    server = scripted_api([SUBMITTED, *scenario.answers] if operator else scenario.answers)
+    result = run_dag(f"wait_modes_{mode}{'_short' if scenario.short_deadline else ''}")
+    if scenario.outcome == "success":
+        assert result.state == "success", result.logs[-3000:]
+        assert result.xcom[("wait", "return_value")] == VIDEO
+    else:
+        assert result.state == "failed"
+        assert outcome_in_logs(result.logs) == scenario.outcome
+    assert sum(r.method == "POST" for r in server.received) == (1 if operator else 0)
