@@ -169,6 +169,31 @@ def test_without_the_task_state_store_a_retry_submits_anew_and_says_so(run, emul
     assert post_count(emulator) == 2
 
 
+@pytest.mark.parametrize("mode", ["deferrable", "sync"])
+def test_a_new_generation_not_visible_yet_is_waited_for_not_paid_twice(run, emulator, mode) -> None:
+    emulator.configure(invisible_polls=2)
+    result = run(f"e2e_not_visible_yet_{mode}")
+    succeeded_with_a_video(result, emulator)
+    assert result.tasks["generate"] == ("success", 1)
+    assert emulator.stats()["requests"][POLL]["404"] == 2
+    assert "does not show generation" in result.logs
+    assert post_count(emulator) == 1
+
+
+@pytest.mark.airflow(">=3.3", feature="durable retries through the task state store")
+@pytest.mark.parametrize("mode", ["deferrable", "sync"])
+def test_a_lost_generation_fails_clearly_and_the_retry_does_not_pay_again(run, emulator, mode) -> None:
+    emulator.configure(invisible_polls=1000)
+    result = run(f"e2e_lost_{mode}")
+    assert result.state == "failed"
+    assert result.tasks["generate"] == ("failed", 2)
+    generation_id = result.xcom[("generate", "infinityblue_task_id")]
+    assert result.logs.count(f"InfinityBlue generation {generation_id} was submitted") >= 2  # each try says why
+    assert "may still be billed" in result.logs
+    assert 'on_lost_generation="resubmit"' in result.logs
+    assert post_count(emulator) == 1
+
+
 def test_no_task_log_holds_the_api_key(request: pytest.FixtureRequest) -> None:
     here = request.node.path
     runs = [item for item in request.session.items if item.path == here and "run" in getattr(item, "fixturenames", ())]

@@ -102,3 +102,28 @@ for mode, is_deferrable in (("deferrable", True), ("sync", False)):
             **FAST,
         )
     globals()[f"durable_{mode}"] = durable
+
+# A gateway whose replicas lag: the new id answers 404 for a while (the emulator's invisible_polls).
+for mode, is_deferrable in (("deferrable", True), ("sync", False)):
+    with DAG(f"e2e_not_visible_yet_{mode}", start_date=START, schedule=None, catchup=False) as not_visible_yet:
+        InfinityBlueGenerateVideoOperator(
+            task_id="generate",
+            prompt="A lantern drifting on a lake",
+            deferrable=is_deferrable,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+            **FAST,
+        )
+    globals()[f"not_visible_yet_{mode}"] = not_visible_yet
+    # ... and one that never shows it: lost past a short grace, on the first try and on the retry.
+    with DAG(f"e2e_lost_{mode}", start_date=START, schedule=None, catchup=False) as lost:
+        InfinityBlueGenerateVideoOperator(
+            task_id="generate",
+            prompt="A lantern drifting on a lake",
+            deferrable=is_deferrable,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+            not_found_grace=3,
+            **FAST,
+        )
+    globals()[f"lost_{mode}"] = lost
