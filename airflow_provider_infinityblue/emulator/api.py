@@ -7,6 +7,7 @@ and last the body itself.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import TYPE_CHECKING
@@ -66,6 +67,8 @@ async def create_generation(request: web.Request) -> web.StreamResponse:
     except InvalidGenerationRequest as invalid:
         return errors.api_error(400, invalid.message, code=invalid.code, param=invalid.param)
     generation = state.submit(accepted)
+    if state.settings.submission_answer_seconds:
+        await asyncio.sleep(state.settings.submission_answer_seconds)
     return web.json_response(shapes.submission_body(generation, state.settings.shape))
 
 

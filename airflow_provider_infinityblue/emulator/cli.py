@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer the next N status requests of an existing generation 404, as a lagging replica would",
     )
     parser.add_argument(
+        "--submission-answer-seconds",
+        type=float,
+        default=0.0,
+        help="answer each submission this long after creating its generation",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="one INFO line per request"
     )
     return parser
@@ -114,6 +120,7 @@ def command_line_arguments(settings: EmulatorSettings) -> list[str]:
         "--reject-submissions", str(settings.reject_submissions),
         "--unavailable-polls", str(settings.unavailable_polls),
         "--invisible-polls", str(settings.invisible_polls),
+        "--submission-answer-seconds", repr(settings.submission_answer_seconds),
     ]  # fmt: skip
     if settings.generation_seconds_max is not None:
         arguments += ["--generation-seconds-max", repr(settings.generation_seconds_max)]

@@ -74,6 +74,9 @@ class EmulatorSettings:
     # The next N status GETs of a generation that exists answer as if it did not (404, or
     # task_not_exist when wrapped): a replica of an eventually consistent gateway that has not seen it yet.
     invisible_polls: int = 0
+    # The answer to a submission comes this long after the generation was created (and billed): a
+    # client that dies meanwhile has paid without learning the id.
+    submission_answer_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -107,6 +110,11 @@ class EmulatorSettings:
         if self.seed is not None:
             set_(self, "seed", _integer("seed", self.seed))
         set_(self, "max_body_mb", _number("max_body_mb", self.max_body_mb, minimum=0, exclusive=True))
+        set_(
+            self,
+            "submission_answer_seconds",
+            _number("submission_answer_seconds", self.submission_answer_seconds, minimum=0),
+        )
         for name in ("reject_submissions", "unavailable_polls", "invisible_polls"):
             set_(self, name, _integer(name, getattr(self, name), minimum=0))
 

@@ -148,3 +148,43 @@ def test_a_lost_worker_is_retried_without_a_second_post(airflow: LocalDeployment
         submissions=stats["submissions"],
         tries=[(t["try_number"], t["state"]) for t in tries],
     )
+
+
+@pytest.mark.timeout(420)
+def test_a_worker_killed_mid_post_never_pays_twice(airflow: LocalDeployment, emulator: EmulatorHandle) -> None:
+    """SIGKILL the worker while its POST waits for an answer: the API has created (and billed) the
+    generation, but the task never learned its id.
+
+    The submission record written before the POST is all the retry finds: an unconfirmed submission. With
+    the default ``on_lost_generation="fail"`` the retry fails saying so, and sends no second POST.
+    """
+    emulator.reset()
+    emulator.configure(generation_seconds=5, submission_answer_seconds=60)
+    api = airflow.api
+    run_id = api.trigger(WORKER_LOSS)
+    watch = RunWatch(airflow, emulator, WORKER_LOSS, run_id)
+    created = watch.until(lambda s: s.emulator["submissions"] == 1, timeout=120, what="the API created the generation")
+    task_pid = wait_until(
+        lambda: api.task_instance(WORKER_LOSS, run_id, "generate_on_worker")["pid"], timeout=30, what="the task's pid"
+    )
+    supervisor_pid = parent_of(task_pid)
+    assert supervisor_pid is not None
+    for pid in (supervisor_pid, task_pid):
+        os.kill(pid, signal.SIGKILL)
+    emulator.configure(submission_answer_seconds=0)
+
+    assert watch.until_finished(timeout=240) == "failed"
+    tries = api.tries(WORKER_LOSS, run_id, "generate_on_worker")
+    assert [(t["try_number"], t["state"]) for t in tries] == [(1, "failed"), (2, "failed")]
+    retry_log = airflow.task_log(WORKER_LOSS, run_id, "generate_on_worker", try_number=2)
+    assert "never recorded the API's answer" in retry_log
+    assert 'on_lost_generation="resubmit"' in retry_log
+    stats = emulator.stats()
+    assert posts(stats) <= 1, stats  # the killed POST may never be answered, so never counted
+    assert stats["submissions"] == 1, stats
+    summarise(
+        "LocalExecutor worker SIGKILLed while its POST awaited the answer",
+        [f"generation created at {created.at:.1f} s; killed supervisor {supervisor_pid} + task {task_pid}"],
+        submissions=stats["submissions"],
+        tries=[(t["try_number"], t["state"]) for t in tries],
+    )
