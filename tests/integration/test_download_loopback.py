@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import tracemalloc
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueDow
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.testing import DEFAULT_FAKE_API_KEY, EmulatorHandle, running_emulator
 from tests.integration.video_servers import CuttingProxy, GeneratedVideoServer, generated_video
+from tests.loopback import LoopbackServer, Reply
 from tests.unit.fakes import task_context
 
 SAMPLE = Path(SAMPLE_VIDEO_PATH).read_bytes()
@@ -158,3 +160,60 @@ class TestConstantMemory:
         # All that arrived before the cut, but the last chunk in flight (and the headers).
         assert size // 2 - 2 * 64 * 1024 < resumed_at < size // 2
         assert server.requests[1]["If-Range"] == '"generated"'
+
+
+class TestDeadlines:
+    """A host that trickles or stalls cannot hold the worker: ``timeout`` bounds the whole download."""
+
+    SIGNATURE = "SIGNATUREnotforerrors42"
+
+    @pytest.mark.parametrize("headers", [False, True], ids=["trickled-body", "trickled-headers"])
+    def test_a_trickling_host_fails_at_the_timeout_and_leaves_nothing(self, tmp_path, headers) -> None:
+        video = Reply(
+            body=generated_video(2000),
+            headers={"Content-Type": "video/mp4"},
+            action="trickle",
+            delay=0.02,  # 50 bytes a second: every read gets a byte long before read_timeout
+            trickle_headers=headers,
+        )
+        with LoopbackServer([video, video]) as host:
+            url = f"{host.url}/v.mp4?X-Amz-Signature={self.SIGNATURE}"
+            started = time.monotonic()
+            with pytest.raises(InfinityBlueDownloadError) as caught:
+                operator(url, tmp_path / "v.mp4", timeout=3, read_timeout=2).execute(task_context())
+            elapsed = time.monotonic() - started
+        assert 3 <= elapsed < 3 + 1
+        message = str(caught.value)
+        assert message.startswith(f"The download of {host.url}/v.mp4?… did not complete within timeout=3 s (after ")
+        assert message.endswith(" bytes); nothing was saved")
+        assert self.SIGNATURE not in message
+        assert not caught.value.transient
+        assert len(host.received) == 1  # not retried: the time is up
+        assert list(tmp_path.iterdir()) == []  # neither the video nor its temporary file
+
+    def test_a_stall_fails_the_attempt_and_the_next_one_resumes(self, tmp_path) -> None:
+        size = 50_000
+        with GeneratedVideoServer(size=size, stall_after=20_000) as host:
+            started = time.monotonic()
+            context = task_context()
+            operator(host.url, tmp_path / "v.mp4", read_timeout=0.5, chunk_bytes=1024).execute(context)
+            elapsed = time.monotonic() - started
+        assert elapsed < 0.5 + 1
+        assert (tmp_path / "v.mp4").read_bytes() == generated_video(size)
+        assert len(host.requests) == 2
+        resumed_at = int(host.requests[1]["Range"].removeprefix("bytes=").removesuffix("-"))
+        assert 0 < resumed_at <= 20_000
+
+    def test_the_timeout_spans_every_attempt_and_wait(self, tmp_path) -> None:
+        with LoopbackServer([Reply(action="silent")] * 10) as host:
+            started = time.monotonic()
+            with pytest.raises(
+                InfinityBlueDownloadError, match=r"did not complete within timeout=2.5 s \(after 0 bytes\)"
+            ):
+                operator(f"{host.url}/v.mp4", tmp_path / "v.mp4", timeout=2.5, read_timeout=1, max_attempts=10).execute(
+                    task_context()
+                )
+            elapsed = time.monotonic() - started
+        assert 2.5 <= elapsed < 2.5 + 1
+        assert len(host.received) == 3  # stalls of 1 s, 1 s, then half a second to the timeout
+        assert list(tmp_path.iterdir()) == []
