@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
+from contextlib import suppress
 
 import pytest
 import requests
@@ -107,3 +109,20 @@ def test_a_released_guard_touches_nothing() -> None:
         ours.settimeout(1)
         assert ours.recv(1) == b"x"
         assert not guard.expired
+
+
+def test_headers_cut_by_the_deadline_leave_no_url_in_the_log(caplog) -> None:
+    # One byte every 50 ms: at 1 s the cut falls inside the Content-Type line, which urllib3 would report
+    # as a malformed header, quoting the URL and its query string.
+    slow_headers = Reply(body={"ok": True}, action="trickle", delay=0.05, trickle_headers=True)
+    caplog.set_level(logging.WARNING)
+    with (
+        LoopbackServer([slow_headers]) as server,
+        new_session() as session,
+        # Cut headers may still parse into a (truncated) answer: only the guard tells.
+        suppress(requests.ConnectionError),
+        enforce_deadline(at=time.monotonic() + 1) as guard,
+    ):
+        session.get(f"{server.url}/v.mp4?X-Amz-Signature=SIGNATUREnotforlogs", timeout=(1, 10))
+    assert guard.expired
+    assert "SIGNATUREnotforlogs" not in caplog.text
