@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -167,26 +168,38 @@ class TestDeadlines:
 
     SIGNATURE = "SIGNATUREnotforerrors42"
 
-    @pytest.mark.parametrize("headers", [False, True], ids=["trickled-body", "trickled-headers"])
-    def test_a_trickling_host_fails_at_the_timeout_and_leaves_nothing(self, tmp_path, headers) -> None:
+    @pytest.mark.parametrize(
+        ("headers", "delay", "received"),
+        [
+            # 50 bytes a second: the headers arrive, then the body, never a stall of read_timeout.
+            (False, 0.02, "[1-9][0-9]*"),
+            # 20 bytes a second: the status line and headers take longer than the timeout.
+            (True, 0.05, "0"),
+        ],
+        ids=["trickled-body", "trickled-headers"],
+    )
+    def test_a_trickling_host_fails_at_the_timeout_and_leaves_nothing(
+        self, tmp_path, caplog, headers, delay, received
+    ) -> None:
         video = Reply(
             body=generated_video(2000),
             headers={"Content-Type": "video/mp4"},
             action="trickle",
-            delay=0.02,  # 50 bytes a second: every read gets a byte long before read_timeout
+            delay=delay,
             trickle_headers=headers,
         )
         with LoopbackServer([video, video]) as host:
             url = f"{host.url}/v.mp4?X-Amz-Signature={self.SIGNATURE}"
             started = time.monotonic()
             with pytest.raises(InfinityBlueDownloadError) as caught:
-                operator(url, tmp_path / "v.mp4", timeout=3, read_timeout=2).execute(task_context())
+                # Small chunks: the bytes counted are those written, chunk by chunk.
+                operator(url, tmp_path / "v.mp4", timeout=3, read_timeout=2, chunk_bytes=16).execute(task_context())
             elapsed = time.monotonic() - started
         assert 3 <= elapsed < 3 + 1
-        message = str(caught.value)
-        assert message.startswith(f"The download of {host.url}/v.mp4?… did not complete within timeout=3 s (after ")
-        assert message.endswith(" bytes); nothing was saved")
-        assert self.SIGNATURE not in message
+        head, tail = f"The download of {host.url}/v.mp4?… did not complete within timeout=3 s (after ", " bytes)"
+        assert re.fullmatch(f"{re.escape(head)}{received}{re.escape(tail)}; nothing was saved", str(caught.value))
+        assert self.SIGNATURE not in str(caught.value)
+        assert self.SIGNATURE not in caplog.text
         assert not caught.value.transient
         assert len(host.received) == 1  # not retried: the time is up
         assert list(tmp_path.iterdir()) == []  # neither the video nor its temporary file
