@@ -75,7 +75,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "read_timeout": {
                         "label": "Read timeout (s)",
-                        "description": "Seconds to wait for an answer once a request is sent.",
+                        "description": "Seconds for a whole answer (headers and body) once a request is sent.",
                         "schema": {"type": "number", "default": 60, "minimum": 0.1},
                     },
                     "max_attempts": {

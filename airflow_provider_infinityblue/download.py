@@ -8,7 +8,9 @@ logs or raises a URL with its query string.
 
 The body is streamed in chunks to a temporary file, so memory stays constant whatever
 the size; transient failures are retried with :class:`~airflow_provider_infinityblue.retry.RetryPolicy`,
-resuming with a ``Range`` request when the server allows it. Only a complete video
+resuming with a ``Range`` request when the server allows it. ``read_timeout`` bounds a stall
+(no byte for that long fails the attempt), ``timeout`` the whole download: a host that
+trickles bytes cannot hold a worker past it. Only a complete video
 reaches the destination: a local one by an atomic rename of a temporary file beside it,
 an object storage one by an upload that starts once the download is complete.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 import re
 import secrets
@@ -31,6 +34,7 @@ from urllib.parse import urljoin, urlsplit
 from airflow_provider_infinityblue.exceptions import InfinityBlueError, parse_error_body
 from airflow_provider_infinityblue.hooks.infinityblue import USER_AGENT
 from airflow_provider_infinityblue.retry import RetryPolicy, parse_retry_after
+from airflow_provider_infinityblue.transport import enforce_deadline, new_session, request_timeouts
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_ALLOWED_CONTENT_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
 DEFAULT_CHUNK_BYTES = 1024 * 1024
+DEFAULT_TIMEOUT = 3600.0
 MAX_REDIRECTS = 10
 ALLOWED_SCHEMES = ("http", "https")
 LOCAL_SCHEMES = ("file", "local")
@@ -131,7 +136,12 @@ def content_type_allowed(content_type: str, allowed: Sequence[str]) -> bool:
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    """Limits and timeouts of one download; checked when created."""
+    """Limits and timeouts of one download; checked when created.
+
+    ``read_timeout`` is the stall limit: an attempt fails when no byte arrives for that
+    many seconds. ``timeout`` bounds the whole download, every attempt and the waits
+    between them included.
+    """
 
     max_bytes: int = DEFAULT_MAX_BYTES
     allowed_content_types: tuple[str, ...] = DEFAULT_ALLOWED_CONTENT_TYPES
@@ -140,12 +150,13 @@ class DownloadSettings:
     read_timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_redirects: int = MAX_REDIRECTS
+    timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "chunk_bytes", "connect_timeout", "read_timeout"):
+        for name in ("max_bytes", "chunk_bytes", "connect_timeout", "read_timeout", "timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         if self.retry.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.retry.max_attempts!r}")
         if isinstance(self.allowed_content_types, str) or not self.allowed_content_types:
@@ -346,6 +357,7 @@ class _Transfer:
         self.resumable = False
         self.content_type = ""
         self._last_progress = time.monotonic()
+        self.deadline = self._last_progress + settings.timeout  # a time.monotonic() instant
 
     def run(self) -> _Streamed:
         policy = self.settings.retry
@@ -356,7 +368,10 @@ class _Transfer:
                     self._attempt(session)
                     return _Streamed(self.written, self.hasher.hexdigest(), self.content_type)
                 except InfinityBlueDownloadError as error:
-                    delay = policy.delay_before_retry(error, attempt)
+                    delay = policy.delay_before_retry(error, attempt, deadline=self.deadline)
+                    if delay is None and error.transient and policy.delay_before_retry(error, attempt) is not None:
+                        # Another attempt was due, but its wait alone would end past the deadline.
+                        raise self._out_of_time() from error
                     if delay is None:
                         if error.transient:
                             self.log.warning("Giving up on %s after %d attempt(s)", redact_url(self.url), attempt)
@@ -380,10 +395,25 @@ class _Transfer:
         offset = self.written if self.resumable else 0
         if self.written and not offset:
             self._start_over()
-        response, url = self._open(session, offset)
-        with response:
-            self._accept(response, url, offset)
-            self._receive(response, url)
+        with enforce_deadline(at=self.deadline) as guard:
+            try:
+                response, url = self._open(session, offset)
+                with response:
+                    self._accept(response, url, offset)
+                    self._receive(response, url)
+            except InfinityBlueDownloadError as error:
+                # Whatever the cut-off answer looked like (a short body, headers without a type), it was the deadline.
+                if guard.expired or time.monotonic() >= self.deadline:
+                    raise self._out_of_time() from error
+                raise
+        if guard.expired:  # the body may have been cut where the server announced no length
+            raise self._out_of_time()
+
+    def _out_of_time(self) -> InfinityBlueDownloadError:
+        return InfinityBlueDownloadError(
+            f"The download of {redact_url(self.url)} did not complete within timeout={self.settings.timeout:g} s "
+            f"(after {self.written} bytes); nothing was saved"
+        )
 
     def _open(self, session: requests.Session, offset: int) -> tuple[requests.Response, str]:
         """GET the URL, following redirects by hand so that every hop's scheme is checked."""
@@ -403,7 +433,11 @@ class _Transfer:
                     headers=headers,
                     stream=True,
                     allow_redirects=False,
-                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                    timeout=request_timeouts(
+                        at=self.deadline,
+                        connect_timeout=self.settings.connect_timeout,
+                        read_timeout=self.settings.read_timeout,
+                    ),
                 )
             except requests.RequestException as error:
                 raise _network_error(error, url, "while connecting") from error
@@ -520,9 +554,7 @@ class _Transfer:
 
 
 def _new_session() -> requests.Session:
-    import requests
-
-    session = requests.Session()
+    session = new_session()
     session.headers.update(
         {
             "User-Agent": USER_AGENT,

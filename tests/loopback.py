@@ -24,8 +24,10 @@ class Reply:
     """What the server does with one request.
 
     ``action`` is ``respond`` (send status/body), ``drop`` (read the request, then close
-    the connection without answering) or ``stall`` (read it, then wait ``delay`` seconds
-    before answering).
+    the connection without answering), ``stall`` (read it, then wait ``delay`` seconds
+    before answering), ``trickle`` (answer at once, but send the body one byte every
+    ``delay`` seconds, and the status line and headers too with ``trickle_headers``) or
+    ``silent`` (read it, then never answer: the connection stays open until the server stops).
     """
 
     status: int = 200
@@ -33,6 +35,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     action: str = "respond"
     delay: float = 0.0
+    trickle_headers: bool = False
 
 
 @dataclass
@@ -50,6 +53,8 @@ class ThreadedServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # Set on the way out, so that handlers waiting for a client (silent, trickling) end at once.
+        self.stopping = threading.Event()
 
     @property
     def base_url(self) -> str:
@@ -61,6 +66,7 @@ class ThreadedServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -104,19 +110,41 @@ class LoopbackServer(ThreadedServer):
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
+                if reply.action == "silent":
+                    server.stopping.wait()
+                    self.close_connection = True
+                    return
                 if reply.action == "stall":
                     time.sleep(reply.delay)
                 payload = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+                headers = {"Content-Type": "application/json", **reply.headers, "Content-Length": str(len(payload))}
                 try:
+                    if reply.action == "trickle":
+                        self._trickle_answer(reply, headers, payload)
+                        return
                     self.send_response(reply.status)
-                    headers = {"Content-Type": "application/json", **reply.headers}
                     for name, value in headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
+
+            def _trickle_answer(self, reply: Reply, headers: dict[str, str], payload: bytes) -> None:
+                head = f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}\r\n"
+                head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+                if reply.trickle_headers:
+                    self._trickle(head.encode() + payload, reply.delay)
+                else:
+                    self.wfile.write(head.encode())
+                    self._trickle(payload, reply.delay)
+
+            def _trickle(self, data: bytes, delay: float) -> None:
+                for index in range(len(data)):
+                    if index and server.stopping.wait(delay):
+                        self.close_connection = True
+                        return
+                    self.wfile.write(data[index : index + 1])
 
             do_GET = do_POST = _handle
 

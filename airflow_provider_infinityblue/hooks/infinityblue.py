@@ -40,6 +40,13 @@ from airflow_provider_infinityblue.models import (
     GenerationRequest,
 )
 from airflow_provider_infinityblue.retry import RetryPolicy
+from airflow_provider_infinityblue.transport import (
+    answer_deadline,
+    answer_timeout,
+    enforce_deadline,
+    new_session,
+    request_timeouts,
+)
 from airflow_provider_infinityblue.wait import DEFAULT_NOT_FOUND_GRACE, GenerationWait
 
 if TYPE_CHECKING:
@@ -258,11 +265,12 @@ class InfinityBlueHook(BaseHook):
         }
 
     def get_conn(self) -> requests.Session:
-        """The hook's ``requests.Session``, authenticated and kept alive between calls."""
-        if self._session is None:
-            import requests
+        """The hook's ``requests.Session``, authenticated and kept alive between calls.
 
-            session = requests.Session()
+        Its connections obey the answer deadlines of :mod:`~airflow_provider_infinityblue.transport`.
+        """
+        if self._session is None:
+            session = new_session()
             session.headers.update(self._headers(self.settings))
             self._session = session
         return self._session
@@ -435,17 +443,34 @@ class InfinityBlueHook(BaseHook):
         settings = self.settings
         session = self.get_conn()
         for attempt in itertools.count(1):
+            # Each attempt gets the whole of read_timeout for its whole answer, clipped to the caller's deadline.
+            now = time.monotonic()
+            at = answer_deadline(read_timeout=settings.read_timeout, caller_deadline=deadline, now=now)
             try:
-                try:
-                    response = session.request(
-                        method,
-                        settings.base_url + path,
-                        json=body,
-                        timeout=(settings.connect_timeout, settings.read_timeout),
-                        allow_redirects=method == "GET",
-                    )
-                except requests.RequestException as exc:
-                    raise self._requests_failure(exc, method, path) from exc
+                with enforce_deadline(at=at) as guard:
+                    try:
+                        # Not streamed: the body is read inside the guard too.
+                        response = session.request(
+                            method,
+                            settings.base_url + path,
+                            json=body,
+                            timeout=request_timeouts(
+                                at=at,
+                                connect_timeout=settings.connect_timeout,
+                                read_timeout=settings.read_timeout,
+                                now=now,
+                            ),
+                            allow_redirects=method == "GET",
+                        )
+                    except requests.RequestException as exc:
+                        failure = self._requests_failure(exc, method, path)
+                        # A connection that never opened stays that: a submission that provably did not go out.
+                        if failure.request_sent and (guard.expired or _requests_read_timeout(exc)):
+                            raise self._answer_too_late(method, path, started=now, at=at) from exc
+                        raise failure from exc
+                # Headers cut short by the deadline can still parse into an answer: a truncated one.
+                if guard.expired:
+                    raise self._answer_too_late(method, path, started=now, at=at)
                 return self._read_answer(method, path, response.status_code, response.headers, response.content)
             except InfinityBlueError as error:
                 delay = self._delay_before_retry(error, method, path, attempt, deadline, policy)
@@ -460,12 +485,26 @@ class InfinityBlueHook(BaseHook):
         settings = await self.asettings()
         session = await self.aget_conn()
         for attempt in itertools.count(1):
+            now = time.monotonic()
+            at = answer_deadline(read_timeout=settings.read_timeout, caller_deadline=deadline, now=now)
+            connect_timeout, read_timeout = request_timeouts(
+                at=at, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout, now=now
+            )
+            timeouts = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+            whole_answer = answer_timeout(at)
             try:
                 try:
-                    async with session.request(method, settings.base_url + path) as response:
+                    async with (
+                        whole_answer,
+                        session.request(method, settings.base_url + path, timeout=timeouts) as response,
+                    ):
                         content = await response.read()
                 except (TimeoutError, aiohttp.ClientError) as exc:
-                    raise self._aiohttp_failure(exc, method, path) from exc
+                    failure = self._aiohttp_failure(exc, method, path)
+                    # Past a connect timeout, any timeout is sock_read's, which never outlasts the answer deadline.
+                    if failure.request_sent and (whole_answer.expired() or isinstance(exc, TimeoutError)):
+                        raise self._answer_too_late(method, path, started=now, at=at) from exc
+                    raise failure from exc
                 return self._read_answer(method, path, response.status, response.headers, content)
             except InfinityBlueError as error:
                 delay = self._delay_before_retry(error, method, path, attempt, deadline, policy)
@@ -534,6 +573,21 @@ class InfinityBlueHook(BaseHook):
             permanent=permanent,
         )
 
+    def _answer_too_late(self, method: str, path: str, *, started: float, at: float) -> InfinityBlueConnectionError:
+        """The error for an answer that was not complete at its answer deadline ``at``.
+
+        The request went out, so a submission may have been taken: it becomes ambiguous, never resent.
+        """
+        settings = self._settings
+        assert settings is not None
+        # The same sum answer_deadline made: equal when read_timeout, not the caller's deadline, set the limit.
+        limit = "read_timeout" if at == started + settings.read_timeout else "the caller's deadline"
+        message = (
+            f"No complete answer arrived from the InfinityBlue API at {settings.base_url} to {method} {path} "
+            f"within {at - started:.3g} s ({limit}); the connection was closed"
+        )
+        return InfinityBlueConnectionError(scrub(message, (settings.api_key,)) or message, request_sent=True)
+
     def _requests_failure(self, exc: requests.RequestException, method: str, path: str) -> InfinityBlueConnectionError:
         import requests
         import urllib3
@@ -572,6 +626,22 @@ def generation_path(generation_id: str) -> str:
     if not isinstance(generation_id, str) or not generation_id.strip():
         raise InfinityBlueConfigurationError(f"A generation id must be a non-empty string, got {generation_id!r}")
     return f"{GENERATIONS_PATH}/{quote(generation_id.strip(), safe='')}"
+
+
+def _requests_read_timeout(exc: BaseException) -> bool:
+    """Whether ``requests`` failed on its read timeout, before headers or in the body.
+
+    The read timeout never outlasts the answer deadline, so either one means the deadline passed.
+    """
+    import requests
+    import urllib3
+
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    # A body read that timed out comes as a ConnectionError wrapping urllib3's ReadTimeoutError.
+    return isinstance(exc, requests.exceptions.ConnectionError) and any(
+        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
+    )
 
 
 def _may_have_been_created(error: InfinityBlueError) -> bool:

@@ -13,6 +13,7 @@ from airflow_provider_infinityblue.download import (
     DEFAULT_ALLOWED_CONTENT_TYPES,
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_BYTES,
+    DEFAULT_TIMEOUT,
     DownloadSettings,
     download_video,
 )
@@ -398,9 +399,10 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
     at all (never the InfinityBlue API key), takes only http(s) URLs, checks every redirect
     hop itself, and keeps query strings out of logs and errors. Answers that are not a
     video are refused (an expired signed URL often answers with an HTML page), and so is a
-    video larger than ``max_bytes``. Connection errors, timeouts, 429 and 5xx answers are
+    video larger than ``max_bytes``. Connection errors, stalls, 429 and 5xx answers are
     retried with capped backoff, resuming with an HTTP ``Range`` request where the server
-    allows it.
+    allows it, until ``timeout`` runs out: a host that trickles the video cannot hold the
+    worker past it.
 
     Returns the destination (a relative local path made absolute) and pushes the video's
     size (XCom key ``size_bytes``) and SHA-256 in hex (key ``sha256``).
@@ -436,8 +438,13 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         ``/`` accepts a whole family (``video/``), ``*`` accepts anything.
     :param chunk_bytes: how much is read and written at a time.
     :param connect_timeout: seconds to wait for a connection to the video host.
-    :param read_timeout: seconds to wait for the next bytes once connected.
+    :param read_timeout: the stall limit: when no byte arrives for ``read_timeout`` seconds
+        (the answer's headers or the next bytes of the video), the attempt fails and is
+        retried, resuming where it stopped when the host allows it.
     :param max_attempts: attempts, the first included, before a transient failure fails the task.
+    :param timeout: the most the whole download may take (seconds or a ``timedelta``),
+        every attempt and the waits between them included; when it runs out the task
+        fails and nothing is saved. A positive, finite number.
     """
 
     template_fields: Sequence[str] = ("url", "destination", "destination_conn_id")
@@ -456,6 +463,7 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         connect_timeout: float = 10,
         read_timeout: float = 60,
         max_attempts: int = 5,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -470,6 +478,8 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         self.chunk_bytes = chunk_bytes
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        # Anything else is left as given, for DownloadSettings to refuse with the parameter's name.
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         # Not "retry_policy": BaseOperator has its own, for retries of the whole task.
         self.download_retry_policy = RetryPolicy(max_attempts=max_attempts)
         try:
@@ -486,6 +496,7 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             retry=self.download_retry_policy,
+            timeout=self.timeout,
         )
 
     def execute(self, context: Context) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import time
 import tracemalloc
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueDow
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.testing import DEFAULT_FAKE_API_KEY, EmulatorHandle, running_emulator
 from tests.integration.video_servers import CuttingProxy, GeneratedVideoServer, generated_video
+from tests.loopback import LoopbackServer, Reply
 from tests.unit.fakes import task_context
 
 SAMPLE = Path(SAMPLE_VIDEO_PATH).read_bytes()
@@ -158,3 +161,72 @@ class TestConstantMemory:
         # All that arrived before the cut, but the last chunk in flight (and the headers).
         assert size // 2 - 2 * 64 * 1024 < resumed_at < size // 2
         assert server.requests[1]["If-Range"] == '"generated"'
+
+
+class TestDeadlines:
+    """A host that trickles or stalls cannot hold the worker: ``timeout`` bounds the whole download."""
+
+    SIGNATURE = "SIGNATUREnotforerrors42"
+
+    @pytest.mark.parametrize(
+        ("headers", "delay", "received"),
+        [
+            # 50 bytes a second: the headers arrive, then the body, never a stall of read_timeout.
+            (False, 0.02, "[1-9][0-9]*"),
+            # 20 bytes a second: the status line and headers take longer than the timeout.
+            (True, 0.05, "0"),
+        ],
+        ids=["trickled-body", "trickled-headers"],
+    )
+    def test_a_trickling_host_fails_at_the_timeout_and_leaves_nothing(
+        self, tmp_path, caplog, headers, delay, received
+    ) -> None:
+        video = Reply(
+            body=generated_video(2000),
+            headers={"Content-Type": "video/mp4"},
+            action="trickle",
+            delay=delay,
+            trickle_headers=headers,
+        )
+        with LoopbackServer([video, video]) as host:
+            url = f"{host.url}/v.mp4?X-Amz-Signature={self.SIGNATURE}"
+            started = time.monotonic()
+            with pytest.raises(InfinityBlueDownloadError) as caught:
+                # Small chunks: the bytes counted are those written, chunk by chunk.
+                operator(url, tmp_path / "v.mp4", timeout=3, read_timeout=2, chunk_bytes=16).execute(task_context())
+            elapsed = time.monotonic() - started
+        assert 3 <= elapsed < 3 + 1
+        head, tail = f"The download of {host.url}/v.mp4?… did not complete within timeout=3 s (after ", " bytes)"
+        assert re.fullmatch(f"{re.escape(head)}{received}{re.escape(tail)}; nothing was saved", str(caught.value))
+        assert self.SIGNATURE not in str(caught.value)
+        assert self.SIGNATURE not in caplog.text
+        assert not caught.value.transient
+        assert len(host.received) == 1  # not retried: the time is up
+        assert list(tmp_path.iterdir()) == []  # neither the video nor its temporary file
+
+    def test_a_stall_fails_the_attempt_and_the_next_one_resumes(self, tmp_path) -> None:
+        size = 50_000
+        with GeneratedVideoServer(size=size, stall_after=20_000) as host:
+            started = time.monotonic()
+            context = task_context()
+            operator(host.url, tmp_path / "v.mp4", read_timeout=0.5, chunk_bytes=1024).execute(context)
+            elapsed = time.monotonic() - started
+        assert elapsed < 0.5 + 1
+        assert (tmp_path / "v.mp4").read_bytes() == generated_video(size)
+        assert len(host.requests) == 2
+        resumed_at = int(host.requests[1]["Range"].removeprefix("bytes=").removesuffix("-"))
+        assert 0 < resumed_at <= 20_000
+
+    def test_the_timeout_spans_every_attempt_and_wait(self, tmp_path) -> None:
+        with LoopbackServer([Reply(action="silent")] * 10) as host:
+            started = time.monotonic()
+            with pytest.raises(
+                InfinityBlueDownloadError, match=r"did not complete within timeout=2.5 s \(after 0 bytes\)"
+            ):
+                operator(f"{host.url}/v.mp4", tmp_path / "v.mp4", timeout=2.5, read_timeout=1, max_attempts=10).execute(
+                    task_context()
+                )
+            elapsed = time.monotonic() - started
+        assert 2.5 <= elapsed < 2.5 + 1
+        assert len(host.received) == 3  # stalls of 1 s, 1 s, then half a second to the timeout
+        assert list(tmp_path.iterdir()) == []

@@ -21,11 +21,14 @@ def generated_video(size: int) -> bytes:
 class GeneratedVideoServer(ThreadedServer):
     """Serves ``/video.mp4`` of ``size`` bytes, generated while sending: it holds no copy of the video.
 
-    Honours ``Range: bytes=N-`` with a 206, and records each request's headers.
+    Honours ``Range: bytes=N-`` with a 206, and records each request's headers. With
+    ``stall_after``, the first answer stops sending after that many bytes of the video and
+    keeps its connection open, silent, until the client leaves or the server stops.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, stall_after: int | None = None) -> None:
         self.size = size
+        self.stall_after = stall_after
         self.requests: list[dict[str, str]] = []
         super().__init__(self._handler_class())
 
@@ -44,6 +47,8 @@ class GeneratedVideoServer(ThreadedServer):
 
             def do_GET(self) -> None:
                 server.requests.append(dict(self.headers))
+                first = len(server.requests) == 1
+                end = server.size if server.stall_after is None or not first else min(server.size, server.stall_after)
                 start = 0
                 ranged = self.headers.get("Range", "")
                 if ranged.startswith("bytes=") and ranged.endswith("-"):
@@ -59,11 +64,14 @@ class GeneratedVideoServer(ThreadedServer):
                 view = memoryview(PATTERN)
                 position = start
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    while position < server.size:
+                    while position < end:
                         offset = position % len(PATTERN)
-                        piece = view[offset : offset + min(len(PATTERN) - offset, server.size - position)]
+                        piece = view[offset : offset + min(len(PATTERN) - offset, end - position)]
                         self.wfile.write(piece)
                         position += len(piece)
+                if end < server.size:
+                    server.stopping.wait()
+                    self.close_connection = True
 
         return Handler
 

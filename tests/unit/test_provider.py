@@ -100,6 +100,7 @@ def test_the_ui_connection_form_is_ours() -> None:
     [
         ("airflow_provider_infinityblue", ["airflow", "requests", "aiohttp"]),
         ("airflow_provider_infinityblue.hooks.infinityblue", ["aiohttp", "requests"]),
+        ("airflow_provider_infinityblue.transport", ["aiohttp", "requests", "urllib3", "asyncio"]),
     ],
 )
 def test_imports_stay_light(module: str, forbidden: list[str]) -> None:

@@ -7,6 +7,7 @@ import io
 import logging
 import subprocess
 import sys
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -264,6 +265,17 @@ class TestRetries:
         with pytest.raises(InfinityBlueDownloadError, match=r"HTTP 429 .*\(rate limited\)"):
             operator(tmp_path / "t1.mp4").execute(task_context())
         assert requests_mock.call_count == 1
+
+    def test_no_wait_ends_past_the_timeout(self, tmp_path, requests_mock, monkeypatch):
+        monkeypatch.setattr("airflow_provider_infinityblue.download.time.sleep", pytest.fail)
+        requests_mock.get(VIDEO_URL, [{"status_code": 503, "headers": {"Retry-After": "7"}}, {"content": VIDEO}])
+        with pytest.raises(
+            InfinityBlueDownloadError, match=r"did not complete within timeout=5 s \(after 0 bytes\); nothing was saved"
+        ) as caught:
+            operator(tmp_path / "t1.mp4", timeout=5).execute(task_context())
+        assert "HTTP 503" in str(caught.value.__cause__)
+        assert requests_mock.call_count == 1
+        assert files_in(tmp_path) == []
 
     def test_gives_up_after_max_attempts_with_the_last_error(self, tmp_path, requests_mock):
         requests_mock.get(VIDEO_URL, status_code=500, text="oops")
@@ -523,6 +535,20 @@ class TestParameters:
     def test_bad_limits_fail_at_parse_time(self, bad):
         with pytest.raises(ValueError, match=r"^download: "):
             InfinityBlueDownloadVideoOperator(task_id="download", url=VIDEO_URL, destination="/x.mp4", **bad)
+
+    @pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "x", timedelta(0), True])
+    def test_timeout_must_be_a_positive_finite_number(self, timeout):
+        with pytest.raises(ValueError, match=r"^download: timeout must be a positive finite number, got "):
+            InfinityBlueDownloadVideoOperator(task_id="download", url=VIDEO_URL, destination="/x.mp4", timeout=timeout)
+
+    @pytest.mark.parametrize(("timeout", "seconds"), [(90, 90), (2.5, 2.5), (timedelta(minutes=5), 300.0)])
+    def test_timeout_in_seconds_or_as_a_timedelta(self, timeout, seconds):
+        op = InfinityBlueDownloadVideoOperator(task_id="download", url=VIDEO_URL, destination="/x.mp4", timeout=timeout)
+        assert op.download_settings().timeout == seconds
+
+    def test_the_default_timeout_is_an_hour(self):
+        op = InfinityBlueDownloadVideoOperator(task_id="download", url=VIDEO_URL, destination="/x.mp4")
+        assert op.download_settings().timeout == 3600
 
     def test_a_directory_destination_is_refused(self, tmp_path, requests_mock):
         with pytest.raises(InfinityBlueDownloadRefusedError, match="is a directory: name the file"):
