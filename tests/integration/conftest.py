@@ -38,6 +38,7 @@ class DagRunResult:
     rendered: dict[str, dict[str, Any]]
     logs: str = field(repr=False)
     mapped_xcom: dict[tuple[str, str], dict[int, Any]] = field(default_factory=dict, repr=False)
+    durations: dict[str, float] = field(default_factory=dict, repr=False)
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +110,7 @@ def run_dag(dags: dict[str, Any], capfd: pytest.CaptureFixture[str], caplog: pyt
                 rendered={r.task_id: r.rendered_fields for r in rendered},
                 logs=logs,
                 mapped_xcom=mapped,
+                durations={ti.task_id: ti.duration for ti in tis if ti.map_index < 0 and ti.duration is not None},
             )
 
     return run

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 
@@ -29,6 +31,10 @@ NOT_FOUND = Reply(404, {"error": {"message": "No video generation found with id 
 BUSY = Reply(503, b"<html><title>503 Service Unavailable</title></html>", {"Content-Type": "text/html"})
 RATE_LIMITED = Reply(429, {"error": {"message": "Slow down", "code": "rate_limit"}}, {"Retry-After": "1"})
 REVOKED = Reply(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
+TRICKLE = Reply(body={"task_id": "t1", "status": "in_progress", "padding": "x" * 4000}, action="trickle", delay=0.2)
+SILENT = Reply(action="silent")
+CONNECT_TIMEOUT = 1.0
+SHORT_DEADLINE = 4.0
 TIMEOUT = "timeout"  # InfinityBlueWaitTimeoutError, or AirflowSensorTimeout for a sensor
 # Every exception class an outcome may be, so that a log can be checked for exactly one of them.
 ERROR_CLASSES = (
@@ -63,6 +69,9 @@ SCENARIOS = {
     ),
     "key revoked mid-wait": Scenario([RUNNING, REVOKED], "InfinityBlueAuthenticationError"),
     "deadline passes": Scenario([RUNNING] * 40, TIMEOUT, short_deadline=True),
+    # A read timeout (60 s here) is per read: only the wait's deadline, given to every request, ends these.
+    "status answers trickle": Scenario([TRICKLE] * 5, TIMEOUT, short_deadline=True),
+    "server never answers": Scenario([SILENT] * 5, TIMEOUT, short_deadline=True),
 }
 OPERATOR_MODES = ("worker", "deferrable")
 DAG_MODES = (
@@ -82,7 +91,7 @@ def scripted_api(monkeypatch):
     def start(answers: list[Reply]) -> LoopbackServer:
         server = LoopbackServer(list(answers)).__enter__()
         servers.append(server)
-        extra = {"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 4, "read_timeout": 5}
+        extra = {"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 4, "connect_timeout": CONNECT_TIMEOUT}
         set_connection(monkeypatch, host=server.url, password=FAKE_API_KEY, extra=json.dumps(extra))
         return server
 
@@ -106,7 +115,21 @@ def outcome_in_logs(logs: str) -> str:
 
 
 def timeout_of(scenario: Scenario) -> float:
-    return 4 if scenario.short_deadline else 40
+    return SHORT_DEADLINE if scenario.short_deadline else 40
+
+
+def assert_no_overshoot(scenario: Scenario, elapsed: float) -> None:
+    """The promise: a deadline is overshot by connect_timeout plus a second at most."""
+    if scenario.outcome == TIMEOUT:
+        assert SHORT_DEADLINE - 0.1 <= elapsed <= SHORT_DEADLINE + CONNECT_TIMEOUT + 1, elapsed
+
+
+def logged_at(logs: str, text: str) -> float:
+    """The time of the first log line holding ``text``, from its ISO timestamp."""
+    line = next(line for line in logs.splitlines() if text in line)
+    stamp = re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+", line)
+    assert stamp, line
+    return datetime.fromisoformat(stamp.group(0)).timestamp()
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
@@ -114,22 +137,28 @@ def test_sync_wait(scripted_api, scenario: Scenario) -> None:
     scripted_api(scenario.answers)
     error = None
     with InfinityBlueHook() as hook:
+        started = time.monotonic()
         try:
             assert hook.wait_for_generation("t1", poll_interval=1, timeout=timeout_of(scenario)).video_url == VIDEO
         except Exception as caught:  # the outcome under test: compared below
             error = caught
+        elapsed = time.monotonic() - started
     assert outcome_of(error) == scenario.outcome
+    assert_no_overshoot(scenario, elapsed)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_trigger(scripted_api, scenario: Scenario) -> None:
     scripted_api(scenario.answers)
     trigger = InfinityBlueVideoTrigger("t1", poll_interval=1, timeout=timeout_of(scenario))
+    trigger.end_time = time.time() + timeout_of(scenario)  # from the start of the run, not of the set-up
 
     async def events() -> list[dict]:
         return [event.payload async for event in trigger.run()]
 
+    started = time.monotonic()
     (event,) = asyncio.run(events())
+    assert_no_overshoot(scenario, time.monotonic() - started)
     error = None
     try:
         assert GenerationOutcome.from_event(event).video_url_or_raise() == VIDEO
@@ -150,4 +179,7 @@ def test_in_airflow(scripted_api, run_dag, scenario: Scenario, mode: str) -> Non
     else:
         assert result.state == "failed"
         assert outcome_in_logs(result.logs) == scenario.outcome
+    if mode == "worker" and scenario.outcome == TIMEOUT:  # the wait, as the task logged it: from the POST's answer
+        elapsed = logged_at(result.logs, "Task failed with exception") - logged_at(result.logs, "InfinityBlue accepted")
+        assert_no_overshoot(scenario, elapsed)
     assert sum(r.method == "POST" for r in server.received) == (1 if operator else 0)
