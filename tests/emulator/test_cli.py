@@ -30,6 +30,8 @@ ALL_FLAGS = [
     "--max-body-mb", "8",
     "--reject-submissions", "2",
     "--unavailable-polls", "3",
+    "--invisible-polls", "2",
+    "--submission-answer-seconds", "1.5",
     "--log-level", "WARNING",
 ]  # fmt: skip
 
@@ -51,6 +53,8 @@ def test_every_flag_parses_into_the_settings() -> None:
         max_body_mb=8.0,
         reject_submissions=2,
         unavailable_polls=3,
+        invisible_polls=2,
+        submission_answer_seconds=1.5,
     )
     assert settings.api_key == "sk-cli-key"
     assert log_level == "WARNING"
@@ -107,6 +111,8 @@ def test_settings_survive_a_round_trip_through_the_command_line() -> None:
         max_body_mb=1.5,
         reject_submissions=1,
         unavailable_polls=4,
+        invisible_polls=5,
+        submission_answer_seconds=0.25,
     )
     assert parse_settings(command_line_arguments(settings))[0] == settings
 

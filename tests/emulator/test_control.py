@@ -72,6 +72,8 @@ def test_configure_changes_knobs_at_runtime_and_answers_them_all(emulator) -> No
         "max_body_mb": 32.0,
         "reject_submissions": 0,
         "unavailable_polls": 0,
+        "invisible_polls": 0,
+        "submission_answer_seconds": 0.0,
         "api_key_required": False,
     }
     answer = requests.get(f"{emulator.url}/_emulator/config", timeout=10).json()

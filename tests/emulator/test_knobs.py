@@ -136,6 +136,25 @@ def test_unavailable_polls_fails_the_next_n_status_requests(emulator) -> None:
     assert emulator.configure()["unavailable_polls"] == 0
 
 
+def test_invisible_polls_hide_an_existing_generation_from_the_next_n_status_requests(emulator) -> None:
+    api = ApiClient(emulator.url)
+    task_id = api.submit_id()
+    emulator.configure(invisible_polls=2)
+    answers = [api.status(task_id) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [404, 404, 200]
+    assert answers[0].json()["error"]["code"] == "not_found"
+    assert emulator.configure()["invisible_polls"] == 0
+
+
+def test_a_submission_can_be_answered_late_after_its_generation_exists(emulator) -> None:
+    api = ApiClient(emulator.url)
+    emulator.configure(submission_answer_seconds=1)
+    started = time.monotonic()
+    assert api.submit().status_code == 200
+    assert time.monotonic() - started >= 1
+    assert emulator.stats()["submissions"] == 1
+
+
 def test_deterministic_knobs_can_be_set_at_start() -> None:
     with running_emulator(reject_submissions=1, unavailable_polls=1) as emulator:
         api = ApiClient(emulator.url)
