@@ -247,6 +247,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """Where a generation stored by an earlier try stands, as the wait engine reads its answer."""
         generation_id = str(external_id)
+        self._announce(context, generation_id)  # a retry's XComs start empty: the id is this try's too
         wait = self._wait_for(generation_id, context)
         step = wait.observe(self.hook.poll_generation(generation_id, deadline=wait.request_deadline()))
         if isinstance(step, KeepWaiting):
