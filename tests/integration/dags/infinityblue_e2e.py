@@ -91,39 +91,19 @@ class DiesAfterSubmitting(InfinityBlueGenerateVideoOperator):
         return generation_id
 
 
-for mode, is_deferrable in (("deferrable", True), ("sync", False)):
-    with DAG(f"e2e_durable_retry_{mode}", start_date=START, schedule=None, catchup=False) as durable:
-        DiesAfterSubmitting(
-            task_id="generate",
-            prompt="A comet over a quiet town",
-            deferrable=is_deferrable,
-            retries=1,
-            retry_delay=timedelta(seconds=0),
-            **FAST,
-        )
-    globals()[f"durable_{mode}"] = durable
+def retried_once(dag_id: str, operator_class: type = InfinityBlueGenerateVideoOperator, **operator_kwargs: Any) -> DAG:
+    """A DAG whose one generating task is retried once, at once."""
+    with DAG(dag_id, start_date=START, schedule=None, catchup=False) as dag:
+        settings = {"prompt": "A comet over a quiet town", "retries": 1, "retry_delay": timedelta(0), **FAST}
+        operator_class(task_id="generate", **settings, **operator_kwargs)
+    return dag
 
-# A gateway whose replicas lag: the new id answers 404 for a while (the emulator's invisible_polls).
+
 for mode, is_deferrable in (("deferrable", True), ("sync", False)):
-    with DAG(f"e2e_not_visible_yet_{mode}", start_date=START, schedule=None, catchup=False) as not_visible_yet:
-        InfinityBlueGenerateVideoOperator(
-            task_id="generate",
-            prompt="A lantern drifting on a lake",
-            deferrable=is_deferrable,
-            retries=1,
-            retry_delay=timedelta(seconds=0),
-            **FAST,
-        )
-    globals()[f"not_visible_yet_{mode}"] = not_visible_yet
-    # ... and one that never shows it: lost past a short grace, on the first try and on the retry.
-    with DAG(f"e2e_lost_{mode}", start_date=START, schedule=None, catchup=False) as lost:
-        InfinityBlueGenerateVideoOperator(
-            task_id="generate",
-            prompt="A lantern drifting on a lake",
-            deferrable=is_deferrable,
-            retries=1,
-            retry_delay=timedelta(seconds=0),
-            not_found_grace=3,
-            **FAST,
-        )
-    globals()[f"lost_{mode}"] = lost
+    globals()[f"durable_{mode}"] = retried_once(
+        f"e2e_durable_retry_{mode}", DiesAfterSubmitting, deferrable=is_deferrable
+    )
+    # A gateway whose replicas lag: the new id answers 404 for a while (the emulator's invisible_polls) ...
+    globals()[f"not_visible_yet_{mode}"] = retried_once(f"e2e_not_visible_yet_{mode}", deferrable=is_deferrable)
+    # ... or never shows it: lost past a short grace, on the first try and on the retry.
+    globals()[f"lost_{mode}"] = retried_once(f"e2e_lost_{mode}", deferrable=is_deferrable, not_found_grace=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import time
 
 import aiohttp
@@ -18,7 +19,8 @@ from airflow_provider_infinityblue.exceptions import (
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.triggers.infinityblue import GenerationOutcome, InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.conftest import BASE_URL, FAKE_API_KEY, on_event_loop_thread
+from tests.conftest import BASE_URL, FAKE_API_KEY, on_event_loop_thread, set_connection
+from tests.loopback import LoopbackServer, Reply
 
 STATUS_URL = f"{BASE_URL}/v1/video/generations/t1"
 
@@ -331,3 +333,32 @@ class TestGenerationOutcome:
     def test_payload_round_trip(self) -> None:
         outcome = GenerationOutcome("failed", "t1", "boom", None, "oops")
         assert GenerationOutcome.from_event(outcome.to_payload()) == outcome
+
+
+class TestPolitePolling:
+    """On a real socket: a 429's Retry-After is what the trigger waits, and the deadline caps it."""
+
+    @staticmethod
+    def run_against(monkeypatch, replies, **trigger_kwargs) -> tuple[dict, float, LoopbackServer]:
+        with LoopbackServer(replies) as server:
+            extra = json.dumps({"initial_backoff": 0.01, "max_backoff": 0.05})
+            set_connection(monkeypatch, host=server.url, password=FAKE_API_KEY, extra=extra)
+            started = time.monotonic()
+            (event,) = asyncio.run(events_of(make_trigger(**trigger_kwargs)))
+            return event, time.monotonic() - started, server
+
+    def test_a_429_is_waited_out_for_its_retry_after(self, monkeypatch) -> None:
+        rate_limited = Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "2"})
+        done = Reply(body={"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"})
+        event, elapsed, server = self.run_against(monkeypatch, [rate_limited, done])
+        assert event["status"] == "success"
+        assert 2 <= elapsed < 3
+        assert len(server.received) == 2
+
+    def test_a_retry_after_past_the_deadline_is_cut_to_one_last_look(self, monkeypatch) -> None:
+        rate_limited = Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "3600"})
+        event, elapsed, server = self.run_against(monkeypatch, [rate_limited] * 3, end_time=time.time() + 2)
+        assert event["status"] == "timeout"
+        assert "HTTP 429" in event["message"]
+        assert 2 <= elapsed < 3
+        assert len(server.received) == 2  # the first look, and the last one at the deadline
