@@ -153,11 +153,8 @@ def test_trigger(scripted_api, scenario: Scenario) -> None:
     trigger = InfinityBlueVideoTrigger("t1", poll_interval=1, timeout=timeout_of(scenario))
     trigger.end_time = time.time() + timeout_of(scenario)  # from the start of the run, not of the set-up
 
-    async def events() -> list[dict]:
-        return [event.payload async for event in trigger.run()]
-
     started = time.monotonic()
-    (event,) = asyncio.run(events())
+    (event,) = asyncio.run(_events(trigger))
     assert_no_overshoot(scenario, time.monotonic() - started)
     error = None
     try:
@@ -183,3 +180,16 @@ def test_in_airflow(scripted_api, run_dag, scenario: Scenario, mode: str) -> Non
         elapsed = logged_at(result.logs, "Task failed with exception") - logged_at(result.logs, "InfinityBlue accepted")
         assert_no_overshoot(scenario, elapsed)
     assert sum(r.method == "POST" for r in server.received) == (1 if operator else 0)
+
+
+def test_a_trigger_started_after_its_deadline_delivers_a_video_that_finished_meanwhile(scripted_api) -> None:
+    """A triggerer that was down past the deadline: one last look before any timeout."""
+    server = scripted_api([DONE])
+    trigger = InfinityBlueVideoTrigger("t1", poll_interval=1, end_time=time.time() - 600)
+    (event,) = asyncio.run(_events(trigger))
+    assert GenerationOutcome.from_event(event).video_url_or_raise() == VIDEO
+    assert len(server.received) == 1
+
+
+async def _events(trigger: InfinityBlueVideoTrigger) -> list[dict]:
+    return [event.payload async for event in trigger.run()]
