@@ -80,8 +80,9 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "max_attempts": {
                         "label": "Max attempts",
-                        "description": "Attempts per status request (and per submission, when the API "
-                        "provably did not take it) before giving up.",
+                        "description": "Attempts of one status request outside a wait (and of a submission, "
+                        "when the API provably did not take it) before giving up. Waits look again until "
+                        "their timeout instead.",
                         "schema": {"type": "integer", "default": 5, "minimum": 1},
                     },
                     "initial_backoff": {
@@ -96,7 +97,8 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "max_retry_after": {
                         "label": "Max Retry-After (s)",
-                        "description": "A 429 answer asking to wait longer than this fails instead of waiting.",
+                        "description": "Outside a wait, a 429 answer asking to wait longer than this fails "
+                        "instead of waiting; a wait honours any Retry-After up to its timeout.",
                         "schema": {"type": "number", "default": 300, "minimum": 0},
                     },
                     "max_image_mb": {
