@@ -379,7 +379,14 @@ class GenerationWait:
             sleep(step.delay)
 
     async def arun(self, hook: _Poller) -> GenerationOutcome:
-        """Wait without blocking the event loop until the outcome: the trigger's way."""
+        """Wait without blocking the event loop until the outcome: the trigger's way.
+
+        The first look comes after a random part of the jitter, so that the triggers a restarted triggerer
+        resumes together do not all send their first GET at once (the operator looked just before deferring).
+        """
+        await asyncio.sleep(
+            max(0.0, min(random.uniform(0, POLL_JITTER * self.poll_interval), self.deadline - self.clock()))
+        )
         while True:
             answer = await hook.apoll_generation(self.generation_id, deadline=self.request_deadline())
             step = self.observe(answer)
