@@ -229,12 +229,17 @@ class GenerationProgressLog:
 class GenerationWait:
     """One wait for one generation, fed one answer at a time by :meth:`observe`.
 
-    Example, the loop every mode runs in its own way::
+    ``run(hook)`` (a worker) and ``await arun(hook)`` (a trigger) loop over the hook's looks;
+    a sensor feeds one answer per poke. Answer by answer:
 
-        wait = GenerationWait("abcd1234", deadline=time.time() + 900, poll_interval=10, logger=log)
-        with InfinityBlueHook() as hook:
-            outcome = wait.run(hook)  # or: await wait.arun(hook) in a trigger
-        video_url = outcome.video_url_or_raise()
+    >>> import logging
+    >>> wait = GenerationWait("t1", deadline=time.time() + 900, poll_interval=10, logger=logging.getLogger("doc"))
+    >>> step = wait.observe(Generation.from_payload({"task_id": "t1", "status": "in_progress"}))
+    >>> type(step).__name__, 10 <= step.delay <= 11
+    ('KeepWaiting', True)
+    >>> done = Generation.from_payload({"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"})
+    >>> wait.observe(done).video_url_or_raise()
+    'https://cdn/t1.mp4'
 
     :param generation_id: the remote task id.
     :param deadline: the UNIX time after which the wait times out (after one last look).
