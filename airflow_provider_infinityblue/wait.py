@@ -233,7 +233,9 @@ class GenerationWait:
     a sensor feeds one answer per poke. Answer by answer:
 
     >>> import logging
-    >>> wait = GenerationWait("t1", deadline=time.time() + 900, poll_interval=10, logger=logging.getLogger("doc"))
+    >>> log = logging.getLogger("example")
+    >>> log.propagate = False  # this example's progress lines stay out of its output
+    >>> wait = GenerationWait("t1", deadline=time.time() + 900, poll_interval=10, logger=log)
     >>> step = wait.observe(Generation.from_payload({"task_id": "t1", "status": "in_progress"}))
     >>> type(step).__name__, 10 <= step.delay <= 11
     ('KeepWaiting', True)
