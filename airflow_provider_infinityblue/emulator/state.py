@@ -104,25 +104,23 @@ class EmulatorState:
 
     def take_rejected_submission(self) -> bool:
         """Whether this submission is one the ``reject_submissions`` countdown turns away."""
-        remaining = self.settings.reject_submissions
-        if remaining > 0:
-            self.settings = self.settings.with_knobs({"reject_submissions": remaining - 1})
-            return True
-        return False
+        return self._count_down("reject_submissions")
 
     def take_unavailable_poll(self) -> bool:
         """Whether the proxy in front of the API fails this status request (countdown first, then chance)."""
-        remaining = self.settings.unavailable_polls
-        if remaining > 0:
-            self.settings = self.settings.with_knobs({"unavailable_polls": remaining - 1})
+        if self._count_down("unavailable_polls"):
             return True
         return self.settings.error_rate > 0 and self._random.random() < self.settings.error_rate
 
     def take_invisible_poll(self) -> bool:
         """Whether this status request of an existing generation is answered as if it did not exist yet."""
-        remaining = self.settings.invisible_polls
+        return self._count_down("invisible_polls")
+
+    def _count_down(self, knob: str) -> bool:
+        """Whether the countdown knob ``knob`` is still running; if so, lowered by one."""
+        remaining: int = getattr(self.settings, knob)
         if remaining > 0:
-            self.settings = self.settings.with_knobs({"invisible_polls": remaining - 1})
+            self.settings = self.settings.with_knobs({knob: remaining - 1})
             return True
         return False
 
