@@ -106,7 +106,7 @@ class TestTheCallersDeadline:
         with LoopbackServer([trickle(headers=headers), trickle(headers=headers)]) as server:
             hook = use_server(monkeypatch, server.url, read_timeout=10, max_attempts=5)
             started = time.monotonic()
-            with pytest.raises(InfinityBlueConnectionError, match=r"within 1.5 s \(the caller's deadline\)"):
+            with pytest.raises(InfinityBlueConnectionError, match=r"within 1(\.\d+)? s \(the caller's deadline\)"):
                 hook.get_generation("t1", deadline=started + 1.5)
             elapsed = time.monotonic() - started
         assert 1.5 <= elapsed < 1.5 + MARGIN
@@ -117,7 +117,7 @@ class TestTheCallersDeadline:
         with LoopbackServer([trickle(headers=headers), trickle(headers=headers)]) as server:
             hook = use_server(monkeypatch, server.url, read_timeout=10, max_attempts=5)
             started = time.monotonic()
-            with pytest.raises(InfinityBlueConnectionError, match=r"within 1.5 s \(the caller's deadline\)"):
+            with pytest.raises(InfinityBlueConnectionError, match=r"within 1(\.\d+)? s \(the caller's deadline\)"):
                 asyncio.run(aget(hook, deadline=started + 1.5))
             elapsed = time.monotonic() - started
         assert 1.5 <= elapsed < 1.5 + MARGIN
