@@ -334,14 +334,15 @@ class GenerationWait:
         self._failures += 1
         self._last_problem = error
         retry_after: float | None = getattr(error, "retry_after", None)
-        delay = retry_after if retry_after is not None else self.retry.backoff(self._failures)
-        self.log.warning(
-            "Still waiting for InfinityBlue generation %s; looking again in %.1f s after: %s",
-            self.generation_id,
-            min(delay, max(0.0, self.deadline - self.clock())),
-            error,
-        )
-        return self._look_again(delay)
+        step = self._look_again(retry_after if retry_after is not None else self.retry.backoff(self._failures))
+        if isinstance(step, KeepWaiting):  # a timeout says what the last look met itself
+            self.log.warning(
+                "Still waiting for InfinityBlue generation %s; looking again in %.1f s after: %s",
+                self.generation_id,
+                step.delay,
+                error,
+            )
+        return step
 
     def _not_visible_yet(self) -> bool:
         return self.submitted_at is not None and self.clock() < self.submitted_at + self.not_found_grace
