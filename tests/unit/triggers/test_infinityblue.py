@@ -352,7 +352,7 @@ class TestPolitePolling:
         done = Reply(body={"task_id": "t1", "status": "completed", "url": "https://cdn/t1.mp4"})
         event, elapsed, server = self.run_against(monkeypatch, [rate_limited, done])
         assert event["status"] == "success"
-        assert 2 <= elapsed < 3
+        assert 2 <= elapsed < 3.5  # Retry-After, plus the first look's spread and a loaded machine
         assert len(server.received) == 2
 
     def test_a_retry_after_past_the_deadline_is_cut_to_one_last_look(self, monkeypatch) -> None:
@@ -360,5 +360,5 @@ class TestPolitePolling:
         event, elapsed, server = self.run_against(monkeypatch, [rate_limited] * 3, end_time=time.time() + 2)
         assert event["status"] == "timeout"
         assert "HTTP 429" in event["message"]
-        assert 2 <= elapsed < 3
+        assert 2 <= elapsed < 3.5  # Retry-After, plus the first look's spread and a loaded machine
         assert len(server.received) == 2  # the first look, and the last one at the deadline
