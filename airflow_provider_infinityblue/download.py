@@ -368,8 +368,8 @@ class _Transfer:
                     self._attempt(session)
                     return _Streamed(self.written, self.hasher.hexdigest(), self.content_type)
                 except InfinityBlueDownloadError as error:
-                    delay = policy.delay_before_retry(error, attempt, deadline=self.deadline)
-                    if delay is None and error.transient and policy.delay_before_retry(error, attempt) is not None:
+                    delay = policy.delay_before_retry(error, attempt)
+                    if delay is not None and time.monotonic() + delay >= self.deadline:
                         # Another attempt was due, but its wait alone would end past the deadline.
                         raise self._out_of_time() from error
                     if delay is None:

@@ -249,15 +249,8 @@ def _guarded_pool_classes() -> dict[str, type[urllib3.HTTPConnectionPool]]:
             _register_with_active_guard(self)
             super().request(*args, **kwargs)
 
-    class GuardedHTTPSConnection(HTTPSConnection):
-        def connect(self) -> None:
-            _register_with_active_guard(self)
-            super().connect()
-            _register_with_active_guard(self)
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            _register_with_active_guard(self)
-            super().request(*args, **kwargs)
+    class GuardedHTTPSConnection(GuardedHTTPConnection, HTTPSConnection):
+        """TLS on top: the same registration, in front of HTTPSConnection's connect()."""
 
     class GuardedHTTPConnectionPool(HTTPConnectionPool):
         ConnectionCls = GuardedHTTPConnection

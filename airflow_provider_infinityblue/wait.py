@@ -25,7 +25,7 @@ import random
 import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from airflow_provider_infinityblue.exceptions import (
     InfinityBlueError,
@@ -84,10 +84,10 @@ def check_poll_interval(value: object, name: str = "poll_interval", *, minimum: 
     return _seconds(value, name, minimum=minimum, inclusive=True)
 
 
-def check_timeout(value: object, name: str = "timeout") -> float:
-    """``value`` (seconds or a ``timedelta``) as a positive, finite number of seconds.
+def check_positive_seconds(value: object, name: str) -> float:
+    """``value`` (seconds or a ``timedelta``) as a positive, finite number of seconds: a timeout, a grace.
 
-    >>> check_timeout(600), check_timeout(__import__("datetime").timedelta(minutes=2))
+    >>> check_positive_seconds(600, "timeout"), check_positive_seconds(__import__("datetime").timedelta(minutes=2), "t")
     (600.0, 120.0)
     """
     if hasattr(value, "total_seconds"):
@@ -160,16 +160,9 @@ class GenerationOutcome:
         status, generation_id = event.get("status"), event.get("generation_id")
         if status not in get_args(OutcomeStatus) or not isinstance(generation_id, str):
             raise InfinityBlueError(f"Unrecognised InfinityBlue trigger event: {event!r}")
-        return cls(
-            status=cast("OutcomeStatus", status),
-            generation_id=generation_id,
-            message=str(event.get("message") or ""),
-            video_url=event.get("video_url"),
-            error_code=event.get("error_code"),
-            error_type=event.get("error_type"),
-            status_code=event.get("status_code"),
-            request_id=event.get("request_id"),
-        )
+        values: dict[str, Any] = {item.name: event.get(item.name) for item in fields(cls) if item.name != "error"}
+        values["message"] = str(values["message"] or "")
+        return cls(**values)
 
     def video_url_or_raise(self) -> str:
         """The video URL of a success; for any other outcome, the matching error."""
@@ -266,7 +259,8 @@ class GenerationWait:
     ) -> None:
         self.generation_id = generation_id
         self.deadline = deadline
-        self.poll_interval = poll_interval
+        # Checked here for every caller: a NaN or zero interval would poll in a busy loop.
+        self.poll_interval = check_positive_seconds(poll_interval, "poll_interval")
         self.submitted_at = submitted_at
         self.not_found_grace = not_found_grace
         self.retry = retry or RetryPolicy()
@@ -378,13 +372,15 @@ class GenerationWait:
         """The wait's deadline as a ``time.monotonic()`` instant, which is what HTTP requests are clipped to."""
         return time.monotonic() + (self.deadline - self.clock())
 
-    def run(self, hook: _Poller, *, sleep: Callable[[float], None] = time.sleep) -> GenerationOutcome:
+    def look(self, hook: _Poller) -> KeepWaiting | GenerationOutcome:
+        """One look at the generation through ``hook``, and what it means."""
+        return self.observe(hook.poll_generation(self.generation_id, deadline=self.request_deadline()))
+
+    def run(self, hook: _Poller) -> GenerationOutcome:
         """Wait on this thread until the outcome: the worker's way."""
-        while True:
-            step = self.observe(hook.poll_generation(self.generation_id, deadline=self.request_deadline()))
-            if isinstance(step, GenerationOutcome):
-                return step
-            sleep(step.delay)
+        while isinstance(step := self.look(hook), KeepWaiting):
+            time.sleep(step.delay)
+        return step
 
     async def arun(self, hook: _Poller) -> GenerationOutcome:
         """Wait without blocking the event loop until the outcome: the trigger's way.

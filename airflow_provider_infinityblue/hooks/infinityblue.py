@@ -12,7 +12,6 @@ import asyncio
 import importlib
 import itertools
 import json
-import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from airflow_provider_infinityblue.transport import (
     new_session,
     request_timeouts,
 )
-from airflow_provider_infinityblue.wait import DEFAULT_NOT_FOUND_GRACE, GenerationWait
+from airflow_provider_infinityblue.wait import DEFAULT_NOT_FOUND_GRACE, GenerationWait, check_positive_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -363,12 +362,10 @@ class InfinityBlueHook(BaseHook):
         :class:`InfinityBlueWaitTimeoutError` when ``timeout`` seconds run out (after one last
         look), and the API's error for anything that cannot get better by waiting (a revoked key).
         """
-        if not (math.isfinite(poll_interval) and poll_interval > 0):
-            raise ValueError(f"poll_interval must be a positive, finite number of seconds, got {poll_interval!r}")
         now = time.time()
         wait = GenerationWait(
             generation_id,
-            deadline=now + timeout,
+            deadline=now + check_positive_seconds(timeout, "timeout"),
             poll_interval=poll_interval,
             submitted_at=now if submitted_at is None else submitted_at,
             not_found_grace=not_found_grace,

@@ -39,7 +39,7 @@ from airflow_provider_infinityblue.wait import (
     GenerationWait,
     KeepWaiting,
     check_poll_interval,
-    check_timeout,
+    check_positive_seconds,
 )
 
 if TYPE_CHECKING:
@@ -54,10 +54,6 @@ ON_LOST_GENERATION = ("fail", "resubmit")
 # What get_job_status answers for a stored generation, as the wait engine saw it.
 _STILL_WAITING = "<still waiting>"  # running, not visible yet, or the API unreachable: re-attach
 _LOST = "<lost, submitting anew>"  # unknown to the API past the grace, and on_lost_generation="resubmit"
-
-
-def seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
@@ -173,8 +169,8 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         self.deferrable = deferrable
         try:
             self.poll_interval = check_poll_interval(poll_interval)
-            self.timeout = check_timeout(timeout)
-            self.not_found_grace = check_timeout(not_found_grace, "not_found_grace")
+            self.timeout = check_positive_seconds(timeout, "timeout")
+            self.not_found_grace = check_positive_seconds(not_found_grace, "not_found_grace")
         except ValueError as error:
             raise ValueError(f"{self.task_id}: {error}") from None
         if on_lost_generation not in ON_LOST_GENERATION:
@@ -183,7 +179,6 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
             )
         self.on_lost_generation = on_lost_generation
         self.video_url: str | None = None  # set once the video is ready; read by the extra link
-        self._announced: str | None = None
         self._wait: GenerationWait | None = None
         self._outcome: GenerationOutcome | None = None
         self._submitted: tuple[str, float] | None = None  # (id, UNIX time) of this try's own submission
@@ -248,8 +243,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         """Where a generation stored by an earlier try stands, as the wait engine reads its answer."""
         generation_id = str(external_id)
         self._announce(context, generation_id)  # a retry's XComs start empty: the id is this try's too
-        wait = self._wait_for(generation_id, context)
-        step = wait.observe(self.hook.poll_generation(generation_id, deadline=wait.request_deadline()))
+        step = self._wait_for(generation_id, context).look(self.hook)
         if isinstance(step, KeepWaiting):
             return _STILL_WAITING
         if step.status == "error" and isinstance(
@@ -278,46 +272,37 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         generation_id = str(external_id)
-        self._announce(context, generation_id)
-        if not self.wait_for_completion:
-            return generation_id
-        if self._outcome is None:
-            wait = self._wait_for(generation_id, context)
-            if not self.deferrable:
-                self._outcome = wait.run(self.hook)
-                return self.get_job_result(generation_id, context)
-            # One look before deferring (unless a retry just had it): a finished generation needs no triggerer.
-            step = (
-                wait.observe(self.hook.poll_generation(generation_id, deadline=wait.request_deadline()))
-                if wait.looks == 0
-                else KeepWaiting(0)
-            )
-            if isinstance(step, KeepWaiting):
-                self.defer(
-                    trigger=InfinityBlueVideoTrigger(
-                        generation_id=generation_id,
-                        infinityblue_conn_id=self.infinityblue_conn_id,
-                        poll_interval=self.poll_interval,
-                        end_time=wait.deadline,
-                        submitted_at=wait.submitted_at,
-                        not_found_grace=self.not_found_grace,
-                    ),
-                    method_name="execute_complete",
-                    timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
-                )
-            self._outcome = step
+        if self.wait_for_completion and self._outcome is None:  # a retry's get_job_status may have decided
+            self._outcome = self._wait_here_or_defer(generation_id, context)
         return self.get_job_result(generation_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
-        generation_id = str(external_id)
-        self._announce(context, generation_id)
         if not self.wait_for_completion:
-            return generation_id
+            return str(external_id)
         if self.video_url is None:  # the mixin may ask twice: the XCom is pushed once
-            if self._outcome is None:
-                self._outcome = self._wait_for(generation_id, context).run(self.hook)
+            assert self._outcome is not None  # decided by poll_until_complete, or by get_job_status on a retry
             self._succeed(context, self._outcome.video_url_or_raise())
         return self.video_url
+
+    def _wait_here_or_defer(self, generation_id: str, context: Context) -> GenerationOutcome:
+        wait = self._wait_for(generation_id, context)
+        if not self.deferrable:
+            return wait.run(self.hook)
+        # One look before deferring (unless a retry just had it): a finished generation needs no triggerer.
+        if wait.looks == 0 and isinstance(step := wait.look(self.hook), GenerationOutcome):
+            return step
+        self.defer(
+            trigger=InfinityBlueVideoTrigger(
+                generation_id=generation_id,
+                infinityblue_conn_id=self.infinityblue_conn_id,
+                poll_interval=self.poll_interval,
+                end_time=wait.deadline,
+                submitted_at=wait.submitted_at,
+                not_found_grace=self.not_found_grace,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        )
 
     # -- resuming from the trigger ----------------------------------------------------------
 
@@ -369,10 +354,10 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
             )
         return self._wait
 
-    def _announce(self, context: Context, generation_id: str) -> None:
-        if self._announced != generation_id:
-            context["ti"].xcom_push(key=GENERATION_ID_XCOM_KEY, value=generation_id)
-            self._announced = generation_id
+    @staticmethod
+    def _announce(context: Context, generation_id: str) -> None:
+        """Push the remote task id: as soon as it is submitted, or when a retry finds it stored."""
+        context["ti"].xcom_push(key=GENERATION_ID_XCOM_KEY, value=generation_id)
 
     def _succeed(self, context: Context, video_url: str) -> str:
         self.log.info("InfinityBlue video ready: %s", video_url)

@@ -20,6 +20,7 @@ from airflow_provider_infinityblue.wait import (
     GenerationWait,
     KeepWaiting,
     check_poll_interval,
+    check_positive_seconds,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
         self.generation_id = generation_id
         self.infinityblue_conn_id = infinityblue_conn_id
         self.deferrable = deferrable
-        self.not_found_grace = float(not_found_grace)
+        self.not_found_grace = check_positive_seconds(not_found_grace, "not_found_grace")
         if deferrable:
             check_poll_interval(self.poke_interval, "poke_interval")
         self.video_url: str | None = None  # set once the video is ready; read by the extra link
@@ -85,8 +86,7 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
         return InfinityBlueHook(infinityblue_conn_id=self.infinityblue_conn_id)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        wait = self._wait_of(context)
-        step = wait.observe(self.hook.poll_generation(wait.generation_id, deadline=wait.request_deadline()))
+        step = self._wait_of(context).look(self.hook)
         if isinstance(step, KeepWaiting):
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._end(context, step))

@@ -15,7 +15,7 @@ from airflow_provider_infinityblue.wait import (
     GenerationOutcome,
     GenerationWait,
     check_poll_interval,
-    check_timeout,
+    check_positive_seconds,
 )
 
 if TYPE_CHECKING:
@@ -71,9 +71,11 @@ class InfinityBlueVideoTrigger(BaseTrigger):
         self.generation_id = generation_id
         self.infinityblue_conn_id = infinityblue_conn_id
         self.poll_interval = check_poll_interval(poll_interval)
-        self.end_time = float(end_time) if end_time is not None else time.time() + check_timeout(timeout)
+        self.end_time = (
+            float(end_time) if end_time is not None else time.time() + check_positive_seconds(timeout, "timeout")
+        )
         self.submitted_at = float(submitted_at) if submitted_at is not None else time.time()
-        self.not_found_grace = float(not_found_grace)
+        self.not_found_grace = check_positive_seconds(not_found_grace, "not_found_grace")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (

@@ -147,3 +147,9 @@ def test_a_timeout_after_failures_says_what_the_last_look_met() -> None:
 def test_nonsense_poll_intervals_are_refused(value) -> None:
     with pytest.raises(ValueError, match="poll_interval must be a finite number of seconds, at least 1"):
         check_poll_interval(value)
+
+
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf")])
+def test_the_engine_itself_refuses_an_interval_that_would_busy_loop(interval) -> None:
+    with pytest.raises(ValueError, match="poll_interval must be a finite number of seconds, more than 0"):
+        GenerationWait("t1", deadline=0, poll_interval=interval, logger=LOG)

@@ -342,6 +342,16 @@ class TestGetRetries:
 
 
 class TestWait:
+    @pytest.mark.parametrize(
+        ("kwargs", "named"),
+        [({"poll_interval": float("nan")}, "poll_interval"), ({"poll_interval": 0}, "poll_interval"),
+         ({"timeout": float("nan")}, "timeout"), ({"timeout": -1}, "timeout")],
+    )  # fmt: skip
+    def test_nonsense_waits_are_refused_before_any_request(self, hook, requests_mock, kwargs, named) -> None:
+        with pytest.raises(ValueError, match=f"{named} must be a finite number of seconds"):
+            hook.wait_for_generation("t1", **kwargs)
+        assert requests_mock.call_count == 0
+
     def test_returns_the_finished_generation(self, hook, requests_mock, capsys) -> None:
         requests_mock.get(
             status_url("t1"),

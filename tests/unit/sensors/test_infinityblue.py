@@ -136,3 +136,9 @@ def test_a_deferrable_sensor_refuses_a_poke_interval_its_trigger_would() -> None
 
 def test_generation_id_is_templated() -> None:
     assert InfinityBlueVideoSensor.template_fields == ("generation_id",)
+
+
+@pytest.mark.parametrize("grace", [0, float("nan"), "soon"])
+def test_a_nonsense_not_found_grace_is_refused_when_built(grace) -> None:
+    with pytest.raises(ValueError, match="not_found_grace must be a finite number of seconds"):
+        sensor(not_found_grace=grace)

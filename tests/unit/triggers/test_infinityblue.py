@@ -171,6 +171,12 @@ async def test_a_404_past_the_grace_is_a_lost_generation(hook, api) -> None:
     assert "may still be billed" in event["message"]
 
 
+@pytest.mark.parametrize("grace", [0, -5, float("nan"), "soon"])
+def test_a_nonsense_not_found_grace_is_refused_when_built(grace) -> None:
+    with pytest.raises(ValueError, match="not_found_grace must be a finite number of seconds"):
+        InfinityBlueVideoTrigger("t1", not_found_grace=grace)
+
+
 @pytest.mark.parametrize("interval", [0, 0.5, float("nan"), float("inf"), "five", None])
 def test_a_nonsense_poll_interval_is_refused_when_built(interval) -> None:
     with pytest.raises(ValueError, match="poll_interval must be a finite number of seconds, at least 1"):
