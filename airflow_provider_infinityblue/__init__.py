@@ -35,7 +35,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "InfinityBlue",
-                "python-modules": ["airflow_provider_infinityblue.operators.infinityblue"],
+                "python-modules": [
+                    "airflow_provider_infinityblue.operators.infinityblue",
+                    "airflow_provider_infinityblue.operators.batch",
+                ],
             }
         ],
         "sensors": [
@@ -53,7 +56,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "InfinityBlue",
-                "python-modules": ["airflow_provider_infinityblue.triggers.infinityblue"],
+                "python-modules": [
+                    "airflow_provider_infinityblue.triggers.infinityblue",
+                    "airflow_provider_infinityblue.triggers.batch",
+                ],
             }
         ],
         "extra-links": ["airflow_provider_infinityblue.links.infinityblue.InfinityBlueVideoLink"],

@@ -302,6 +302,13 @@ class InfinityBlueWaitTimeoutError(InfinityBlueError):
         )
 
 
+class InfinityBlueBatchError(InfinityBlueError):
+    """A batch cannot run as given, or more of its rows failed than ``max_failed_rows`` allows.
+
+    The manifest is written before it is raised, so every row's outcome can be read there.
+    """
+
+
 def restore_error(
     error_type: str | None,
     message: str,

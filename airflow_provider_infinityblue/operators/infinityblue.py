@@ -497,3 +497,13 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         context["ti"].xcom_push(key=SIZE_BYTES_XCOM_KEY, value=video.size_bytes)
         context["ti"].xcom_push(key=SHA256_XCOM_KEY, value=video.sha256)
         return video.destination
+
+
+# The batch operator lives in its own module; it is importable from here too, beside the single-video one.
+from airflow_provider_infinityblue.operators.batch import InfinityBlueGenerateVideoBatchOperator  # noqa: E402
+
+__all__ = [
+    "InfinityBlueDownloadVideoOperator",
+    "InfinityBlueGenerateVideoBatchOperator",
+    "InfinityBlueGenerateVideoOperator",
+]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # down for good), when an operator defers to it; the trigger normally ends first, with a timeout event.
 DEFERRAL_GRACE = timedelta(minutes=5)
 
-__all__ = ["DEFERRAL_GRACE", "GenerationOutcome", "InfinityBlueVideoTrigger"]
+__all__ = ["DEFERRAL_GRACE", "GenerationOutcome", "InfinityBlueBatchTrigger", "InfinityBlueVideoTrigger"]
 
 
 class InfinityBlueVideoTrigger(BaseTrigger):
@@ -106,3 +106,7 @@ class InfinityBlueVideoTrigger(BaseTrigger):
         except InfinityBlueConfigurationError as error:  # the connection cannot be used: say so, in the event
             outcome = GenerationOutcome.of_error(self.generation_id, error)
         yield TriggerEvent(outcome.to_payload())
+
+
+# The batch trigger lives in its own module; it is importable from here too, beside the single-video one.
+from airflow_provider_infinityblue.triggers.batch import InfinityBlueBatchTrigger  # noqa: E402

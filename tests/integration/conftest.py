@@ -24,6 +24,7 @@ REPO = Path(__file__).parents[2]
 DAG_FILES = [
     REPO / "tests" / "integration" / "dags" / "infinityblue_e2e.py",
     REPO / "tests" / "integration" / "dags" / "infinityblue_wait_modes.py",
+    REPO / "tests" / "integration" / "dags" / "infinityblue_batch.py",
     *sorted((REPO / "example_dags").glob("*.py")),
 ]
 

@@ -1,0 +1,52 @@
+"""Request pacing: at most ``per_second`` requests, and none before a 429's ``Retry-After`` has passed."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class RequestPace:
+    """Spaces requests evenly at ``per_second`` (no bursts), and holds all of them after a 429.
+
+    >>> now = [0.0]
+    >>> pace = RequestPace(4, clock=lambda: now[0])
+    >>> [pace.reserve() for _ in range(3)]  # seconds each request must wait before it is sent
+    [0.0, 0.25, 0.5]
+    >>> pace.hold(10.0)  # the API said Retry-After: 10
+    >>> pace.reserve()
+    10.0
+    """
+
+    def __init__(self, per_second: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if not (isinstance(per_second, (int, float)) and math.isfinite(per_second) and per_second > 0):
+            raise ValueError(f"a request rate must be a positive, finite number per second, got {per_second!r}")
+        self.interval = 1.0 / per_second
+        self.clock = clock
+        self._next = -math.inf
+
+    def reserve(self) -> float:
+        """Take the next slot; return how long to wait before sending (0 when it may go now)."""
+        now = self.clock()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        return slot - now
+
+    def hold(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` (a 429's ``Retry-After``, or a backoff after one)."""
+        self._next = max(self._next, self.clock() + seconds)
+
+    def wait(self) -> None:
+        """Block this thread until the next slot (the worker's submissions)."""
+        if (delay := self.reserve()) > 0:
+            time.sleep(delay)
+
+    async def await_slot(self) -> None:
+        """Wait for the next slot without blocking the event loop (the trigger's polls)."""
+        if (delay := self.reserve()) > 0:
+            await asyncio.sleep(delay)

@@ -1,0 +1,56 @@
+"""Batch DAGs the end-to-end tests run with ``dag.test()`` against the local emulator.
+
+Each test gives the input file and the manifest's place in the run's conf, so runs never share files.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG
+
+from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueGenerateVideoBatchOperator
+
+START = datetime(2026, 11, 1)
+FROM_CONF = {
+    "requests_path": "{{ dag_run.conf['requests_path'] }}",
+    "manifest_path": "{{ dag_run.conf['manifest_path'] }}",
+    "destination": "{{ dag_run.conf.get('destination', '') }}",
+    "destination_conn_id": "{{ dag_run.conf.get('destination_conn_id', '') }}",
+}
+QUICK = {"poll_interval": 1, "timeout": 120, "max_in_flight": 10, "max_submissions_per_second": 50, "refill_window": 2}
+
+
+class DiesAfterItsFirstWave(InfinityBlueGenerateVideoBatchOperator):
+    """Simulates a worker lost mid-wave on the first try: its rows are submitted, the manifest never written."""
+
+    def _write_manifest(self, entries: Any, ledger: Any) -> str:
+        context_try = self._try_number
+        if context_try == 1:
+            raise RuntimeError("simulated worker loss in the middle of a wave")
+        return super()._write_manifest(entries, ledger)
+
+    def execute(self, context: Any) -> Any:
+        self._try_number = context["ti"].try_number
+        return super().execute(context)
+
+
+def batch_dag(dag_id: str, operator: type[Any] = InfinityBlueGenerateVideoBatchOperator, **settings: Any) -> DAG:
+    with DAG(dag_id, start_date=START, schedule=None, catchup=False) as dag:
+        operator(
+            task_id="generate",
+            defaults={"model": "kling-v2-5-turbo", "duration": 5},
+            **{**FROM_CONF, **QUICK, **settings},
+        )
+    return dag
+
+
+deferrable = batch_dag("batch_deferrable", deferrable=True)
+on_the_worker = batch_dag("batch_worker", deferrable=False)
+skip_invalid = batch_dag("batch_skip_invalid", deferrable=True, on_invalid_row="skip")
+tolerant = batch_dag("batch_tolerant", deferrable=True, max_failed_rows=0.5)
+skip_existing = batch_dag("batch_skip_existing", deferrable=True, skip_existing=True)
+killed_mid_wave = batch_dag(
+    "batch_killed_mid_wave", DiesAfterItsFirstWave, deferrable=True, retries=1, retry_delay=timedelta(seconds=0)
+)
