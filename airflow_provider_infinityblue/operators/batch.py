@@ -116,7 +116,8 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
     :param defaults: field values for every row that leaves them out (templated).
     :param manifest_path: where the manifest goes: a local path or an object storage URL (templated),
         written with ``manifest_conn_id``.
-    :param max_in_flight: the most generations this task has at the API at once.
+    :param max_in_flight: the most generations this task has at the API at once (templated: a
+        template such as ``"{{ params.max_in_flight }}"`` must render to a positive integer).
     :param max_submissions_per_second: the most POSTs per second.
     :param destination: optional per-row target of each finished video (templated; then formatted
         with the row's ``key``, ``row`` and ``generation_id``: ``s3://bucket/videos/{key}.mp4``),
@@ -138,7 +139,14 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
     :param durable: record each row's submission in the task state store (Airflow 3.3+).
     """
 
-    template_fields: Sequence[str] = ("requests", "requests_path", "defaults", "manifest_path", "destination")
+    template_fields: Sequence[str] = (
+        "requests",
+        "requests_path",
+        "defaults",
+        "manifest_path",
+        "destination",
+        "max_in_flight",
+    )
     template_fields_renderers = {"requests": "json", "defaults": "json"}
     ui_color = "#1e3a8a"
     ui_fgcolor = "#ffffff"
@@ -150,7 +158,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         requests: list[dict[str, Any]] | str | None = None,
         requests_path: str | None = None,
         defaults: dict[str, Any] | None = None,
-        max_in_flight: int = 50,
+        max_in_flight: int | str = 50,
         max_submissions_per_second: float = 10.0,
         destination: str | None = None,
         skip_existing: bool = False,
@@ -187,7 +195,10 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.durable = durable
         try:
-            self.max_in_flight = _positive_int(max_in_flight, "max_in_flight")
+            # A template ("{{ params.max_in_flight }}") is checked once it is rendered, on the worker.
+            self.max_in_flight: int | str = (
+                max_in_flight if _is_template(max_in_flight) else _positive_int(max_in_flight, "max_in_flight")
+            )
             self.max_concurrent_downloads = _positive_int(max_concurrent_downloads, "max_concurrent_downloads")
             self.max_submissions_per_second = check_positive_seconds(
                 max_submissions_per_second, "max_submissions_per_second"
@@ -196,9 +207,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             self.poll_interval = check_poll_interval(poll_interval)
             self.timeout = check_positive_seconds(timeout, "timeout")
             self.not_found_grace = check_positive_seconds(not_found_grace, "not_found_grace")
-            self.refill_at = (
-                max(1, self.max_in_flight // 4) if refill_at is None else _positive_int(refill_at, "refill_at")
-            )
+            self._refill_at = None if refill_at is None else _positive_int(refill_at, "refill_at")
             self.refill_window = (
                 max(15.0, 3 * self.poll_interval)
                 if refill_window is None
@@ -210,6 +219,26 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         if on_invalid_row not in ON_INVALID_ROW:
             raise ValueError(f"{self.task_id}: on_invalid_row must be one of {ON_INVALID_ROW}, got {on_invalid_row!r}")
         self.on_invalid_row = on_invalid_row
+
+    @property
+    def in_flight_cap(self) -> int:
+        """``max_in_flight`` as a number (rendered from its template, when it was one)."""
+        value = self.max_in_flight
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise InfinityBlueConfigurationError(
+                    f"{self.task_id}: max_in_flight must render to a positive integer, got {value!r}"
+                ) from None
+        try:
+            return _positive_int(value, "max_in_flight")
+        except ValueError as error:
+            raise InfinityBlueConfigurationError(f"{self.task_id}: {error}") from None
+
+    @property
+    def refill_at(self) -> int:
+        return max(1, self.in_flight_cap // 4) if self._refill_at is None else self._refill_at
 
     @cached_property
     def hook(self) -> InfinityBlueHook:
@@ -268,7 +297,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             self._save_videos(context, entries, [values["row"] for values in finished])
             over_budget = self._failed(entries) > self._allowed_failures(rows.total)
             if not over_budget:
-                in_flight += self._submit(entries, by_index, ledger, slots=self.max_in_flight - len(in_flight),
+                in_flight += self._submit(entries, by_index, ledger, slots=self.in_flight_cap - len(in_flight),
                                           waiting=bool(in_flight))  # fmt: skip
             sha256 = self._write_manifest(entries, ledger)
             if not in_flight:
@@ -564,6 +593,10 @@ async def _first_event(trigger: InfinityBlueBatchTrigger) -> dict[str, Any]:
     async for event in trigger.run():
         return dict(event.payload)
     raise InfinityBlueBatchError("The batch trigger ended without an event")  # pragma: no cover
+
+
+def _is_template(value: object) -> bool:
+    return isinstance(value, str) and "{{" in value
 
 
 def _positive_int(value: object, name: str) -> int:

@@ -36,6 +36,7 @@ def test_every_example_dag_imports_without_errors(airflow_db) -> None:
         "example_infinityblue_text_to_video",
         "example_infinityblue_image_to_video",
         "example_infinityblue_prompt_backfill",
+        "example_infinityblue_prompt_backfill_batch",
         "example_infinityblue_chain_generate",
         "example_infinityblue_chain_publish",
     }
@@ -63,7 +64,7 @@ def test_examples_parse_within_budget_without_heavy_imports() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     measured = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(measured["times"]) == len(EXAMPLE_FILES) == 4
+    assert len(measured["times"]) == len(EXAMPLE_FILES) == 5
     assert {path: t for path, t in measured["times"].items() if t >= PARSE_BUDGET_SECONDS} == {}
     assert measured["heavy"] == []
 
@@ -121,6 +122,36 @@ def test_prompt_backfill_maps_downloads_and_writes_a_manifest(run_dag, emulator,
         assert sha256_of(Path(entry["file"])) == entry["sha256"]
     assert entries[0]["prompt"].startswith("A paper boat")
     assert "XCom not found" not in result.logs  # the manifest reads exactly the mapped XComs there are
+
+
+def test_prompt_backfill_batch_generates_the_rows_in_waves_and_skips_them_on_a_rerun(
+    run_dag, emulator, tmp_path
+) -> None:
+    from airflow_provider_infinityblue.batch.manifest import read_manifest
+
+    conf = {"output_dir": str(tmp_path), "rows": 30, "max_in_flight": 10}
+    result = run_dag("example_infinityblue_prompt_backfill_batch", conf)
+    assert result.state == "success", result.logs[-3000:]
+    summary = result.xcom[("generate_all", "return_value")]
+    assert (summary["total"], summary["succeeded"], summary["failed"], summary["skipped"]) == (30, 30, 0, 0)
+    assert emulator.stats()["submissions"] == 30
+    assert result.logs.count("Wave:") >= 3  # 10 in flight at most: the 30 rows went through several waves
+    dataset = Path(result.xcom[("make_dataset", "return_value")])
+    rows = [json.loads(line) for line in dataset.read_text().splitlines()]
+    assert len(rows) == len({row["key"] for row in rows}) == 30
+    assert rows[0]["key"] == "00-photorealistic-s0"
+    assert rows[0]["prompt"].startswith("A paper boat")
+    assert rows[0]["prompt"].endswith(", photorealistic")
+    manifest = read_manifest(summary["manifest_path"]) or {}
+    assert Path(summary["manifest_path"]) == tmp_path / "backfill_batch" / "manifest.jsonl"
+    assert [entry.key for entry in manifest.values()] == [row["key"] for row in rows]
+    assert {entry.status for entry in manifest.values()} == {"succeeded"}
+
+    # A second run over the same rows pays for nothing: every row already succeeded in the manifest.
+    again = run_dag("example_infinityblue_prompt_backfill_batch", conf)
+    assert again.state == "success", again.logs[-3000:]
+    assert again.xcom[("generate_all", "return_value")]["skipped"] == 30
+    assert emulator.stats()["submissions"] == 30
 
 
 def test_chain_passes_the_video_through_an_asset_event(run_dag, emulator, tmp_path) -> None:
