@@ -53,6 +53,12 @@ if TYPE_CHECKING:
 ON_INVALID_ROW = ("fail", "skip")
 # How a wait's outcome is written in the manifest.
 _ROW_STATUS = {"success": "succeeded", "failed": "failed", "cancelled": "cancelled", "timeout": "timeout"}
+# The hand-over guard: a refill event is held until this long after the worker deferred, beyond the
+# supervisor's [workers] min_heartbeat_interval. Airflow 3.3 (apache/airflow#71580, #72716) fails a task
+# whose trigger fires before the scheduler has drained the executor's "success" event of the run that
+# deferred: the supervisor notices its task process has exited only at its next heartbeat wake-up (up to
+# min_heartbeat_interval later), and the scheduler reads the event in its next loop.
+HANDOVER_MARGIN_SECONDS = 3.0
 # When a submission is refused for a reason no single row causes (429, the API unreachable) and nothing is
 # in flight, the worker waits and tries again this many times before it fails the try.
 _SUBMIT_ATTEMPTS = 5
@@ -137,6 +143,10 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
     :param refill_window: or this many seconds after the first row finished (default: three times
         ``poll_interval``, at least 15 s).
     :param durable: record each row's submission in the task state store (Airflow 3.3+).
+    :param handover_guard: the trigger never fires sooner than this many seconds after the worker deferred
+        (default: ``[workers] min_heartbeat_interval`` + 3 s). A quicker event can meet the worker run that
+        deferred still being reported by the executor, and Airflow 3.3 then fails the task
+        (apache/airflow#71580). ``0`` where no executor runs the task (``dag.test()``).
     """
 
     template_fields: Sequence[str] = (
@@ -177,6 +187,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         destination_conn_id: str | None = None,
         max_concurrent_downloads: int = 4,
         durable: bool = True,
+        handover_guard: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -194,6 +205,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         self.manifest_conn_id = manifest_conn_id
         self.destination_conn_id = destination_conn_id
         self.durable = durable
+        self.handover_guard = handover_guard
         try:
             # A template ("{{ params.max_in_flight }}") is checked once it is rendered, on the worker.
             self.max_in_flight: int | str = (
@@ -528,6 +540,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             # With nothing left to submit, the worker is needed only once every row has finished.
             refill_at=self.refill_at if more_to_submit else 0,
             refill_window=self.refill_window,
+            not_before=time.time() + self._handover_guard() if self.deferrable else 0.0,
         )
 
     def _finish(self, entries: dict[int, ManifestEntry], rows: ValidatedRows) -> dict[str, Any]:
@@ -560,6 +573,14 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         return summary
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _handover_guard(self) -> float:
+        """Seconds the trigger holds its event after the worker defers (see ``HANDOVER_MARGIN_SECONDS``)."""
+        if self.handover_guard is not None:
+            return max(0.0, float(self.handover_guard))
+        from airflow.configuration import conf
+
+        return conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0) + HANDOVER_MARGIN_SECONDS
 
     def _rows(self) -> ValidatedRows:
         requests = self.requests

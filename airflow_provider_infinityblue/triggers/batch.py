@@ -113,6 +113,8 @@ class InfinityBlueBatchTrigger(BaseTrigger):
     :param max_polls_per_second: the trigger's request rate to the API.
     :param refill_at: fire once this many rows have finished (0: only when all have).
     :param refill_window: with ``refill_at``, fire this many seconds after the first row finished.
+    :param not_before: never fire before this UNIX time (the worker's hand-over guard, see
+        ``HANDOVER_MARGIN_SECONDS`` in the batch operator); rows that finish meanwhile go in the same event.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
         max_polls_per_second: float = DEFAULT_POLLS_PER_SECOND,
         refill_at: int = 0,
         refill_window: float = 30.0,
+        not_before: float = 0.0,
     ) -> None:
         super().__init__()
         self.poll_interval = check_poll_interval(poll_interval)
@@ -138,6 +141,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
         self.max_polls_per_second = check_positive_seconds(max_polls_per_second, "max_polls_per_second")
         self.refill_at = int(refill_at)
         self.refill_window = check_positive_seconds(refill_window, "refill_window")
+        self.not_before = float(not_before or 0.0)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -151,6 +155,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
                 "max_polls_per_second": self.max_polls_per_second,
                 "refill_at": self.refill_at,
                 "refill_window": self.refill_window,
+                "not_before": self.not_before,
             },
         )
 
@@ -254,16 +259,22 @@ class _Wave:
                              outcome.message)  # fmt: skip
 
     def _time_to_fire(self) -> bool:
+        now = time.time()
+        if self.fire_at is None and self._ready(now):
+            # Rows finishing together are handed over together; and never before the hand-over guard.
+            sweep = SWEEP_SECONDS if self.rows else 0.0
+            self.fire_at = max(now + sweep, self.trigger.not_before)
+        return self.fire_at is not None and now >= self.fire_at
+
+    def _ready(self, now: float) -> bool:
+        """Whether the fire rule holds: every row finished, or (refilling) enough rows, or the window ran out."""
         if not self.rows:
             return True
         if self.trigger.refill_at <= 0 or self.first_finished_at is None:
             return False
-        now = time.time()
-        if self.fire_at is None and (
+        return (
             len(self.finished) >= self.trigger.refill_at or now >= self.first_finished_at + self.trigger.refill_window
-        ):
-            self.fire_at = now + SWEEP_SECONDS  # rows finishing together are handed over together
-        return self.fire_at is not None and now >= self.fire_at
+        )
 
     def _sleep_for(self, now: float) -> float:
         moments = [self.due[0][0]] if self.due else []

@@ -19,7 +19,14 @@ FROM_CONF = {
     "destination": "{{ dag_run.conf.get('destination', '') }}",
     "destination_conn_id": "{{ dag_run.conf.get('destination_conn_id', '') }}",
 }
-QUICK = {"poll_interval": 1, "timeout": 120, "max_in_flight": 10, "max_submissions_per_second": 50, "refill_window": 2}
+QUICK = {
+    "poll_interval": 1,
+    "timeout": 120,
+    "max_in_flight": 10,
+    "max_submissions_per_second": 50,
+    "refill_window": 2,
+    "handover_guard": 0,
+}
 
 
 class DiesAfterItsFirstWave(InfinityBlueGenerateVideoBatchOperator):
