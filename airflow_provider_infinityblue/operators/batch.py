@@ -59,6 +59,8 @@ _ROW_STATUS = {"success": "succeeded", "failed": "failed", "cancelled": "cancell
 # deferred: the supervisor notices its task process has exited only at its next heartbeat wake-up (up to
 # min_heartbeat_interval later), and the scheduler reads the event in its next loop.
 HANDOVER_MARGIN_SECONDS = 3.0
+# A refill of 25 to 100 rows goes out in 1 to 4 s; 429s are handled (the rest waits for the next wave).
+DEFAULT_SUBMISSIONS_PER_SECOND = 25.0
 # When a submission is refused for a reason no single row causes (429, the API unreachable) and nothing is
 # in flight, the worker waits and tries again this many times before it fails the try.
 _SUBMIT_ATTEMPTS = 5
@@ -124,7 +126,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         written with ``manifest_conn_id``.
     :param max_in_flight: the most generations this task has at the API at once (templated: a
         template such as ``"{{ params.max_in_flight }}"`` must render to a positive integer).
-    :param max_submissions_per_second: the most POSTs per second.
+    :param max_submissions_per_second: the most POSTs per second (default 25, the trigger's GET rate).
+        The worker POSTs only between waits, so this should be well above ``max_in_flight`` divided by
+        a generation's duration: a wave's refill then takes a moment, not the length of a generation.
     :param destination: optional per-row target of each finished video (templated; then formatted
         with the row's ``key``, ``row`` and ``generation_id``: ``s3://bucket/videos/{key}.mp4``),
         saved with the download engine, at most ``max_concurrent_downloads`` at a time.
@@ -169,7 +173,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         requests_path: str | None = None,
         defaults: dict[str, Any] | None = None,
         max_in_flight: int | str = 50,
-        max_submissions_per_second: float = 10.0,
+        max_submissions_per_second: float = DEFAULT_SUBMISSIONS_PER_SECOND,
         destination: str | None = None,
         skip_existing: bool = False,
         max_failed_rows: int | float = 0,
