@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 CONCURRENT_LOOKS = 8
 """GETs a batch trigger has on the wire at once (its request rate is bounded separately)."""
 SWEEP_SECONDS = 1.0
-"""Once enough rows have finished, the trigger goes on looking this long before it fires, so that rows
-finishing together are handed to the worker together."""
+"""Once enough rows have finished (and the hand-over guard has passed), the trigger goes on looking until
+no row has finished for this long, for at most one more poll interval: rows finishing together are handed
+to the worker together, also when the guard held the event until a cohort of rows was just finishing."""
 DEFAULT_POLLS_PER_SECOND = 25.0
 
 
@@ -201,6 +202,7 @@ class _Wave:
         self.finished: list[dict[str, Any]] = []
         self.first_finished_at: float | None = None
         self.fire_at: float | None = None
+        self.fire_at_latest: float | None = None
         self.pace = RequestPace(trigger.max_polls_per_second)
         self.looking: dict[int, asyncio.Task[None]] = {}
         self.changed = asyncio.Event()
@@ -254,6 +256,8 @@ class _Wave:
         now = time.time()
         if self.first_finished_at is None:
             self.first_finished_at = now
+        if self.fire_at is not None and self.fire_at_latest is not None:  # sweeping: wait for a quiet moment
+            self.fire_at = min(max(self.fire_at, now + SWEEP_SECONDS), self.fire_at_latest)
         if outcome.status != "success":
             self.log.warning("Row %d (generation %s) ended %s: %s", index, outcome.generation_id, outcome.status,
                              outcome.message)  # fmt: skip
@@ -264,6 +268,7 @@ class _Wave:
             # Rows finishing together are handed over together; and never before the hand-over guard.
             sweep = SWEEP_SECONDS if self.rows else 0.0
             self.fire_at = max(now + sweep, self.trigger.not_before)
+            self.fire_at_latest = self.fire_at + self.trigger.poll_interval
         return self.fire_at is not None and now >= self.fire_at
 
     def _ready(self, now: float) -> bool:
