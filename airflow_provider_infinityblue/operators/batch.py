@@ -138,7 +138,16 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
     :param durable: record each row's submission in the task state store (Airflow 3.3+).
     """
 
-    template_fields: Sequence[str] = ("requests", "requests_path", "defaults", "manifest_path", "destination")
+    template_fields: Sequence[str] = (
+        "requests",
+        "requests_path",
+        "defaults",
+        "manifest_path",
+        "destination",
+        "requests_conn_id",
+        "manifest_conn_id",
+        "destination_conn_id",
+    )
     template_fields_renderers = {"requests": "json", "defaults": "json"}
     ui_color = "#1e3a8a"
     ui_fgcolor = "#ffffff"
@@ -239,7 +248,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             raise InfinityBlueBatchError(f"Expected an InfinityBlue batch trigger event, got {event!r}")
         try:
             rows = self._rows()
-            entries = read_manifest(self.manifest_path, conn_id=self.manifest_conn_id, expect_sha256=manifest_sha256)
+            entries = read_manifest(self.manifest_path, conn_id=self.manifest_conn_id or None, expect_sha256=manifest_sha256)
             if entries is None:
                 raise InfinityBlueBatchError(
                     f"The batch manifest at {self.manifest_path} changed while the batch ran (another task writes "
@@ -319,10 +328,10 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         sha256 = ledger.manifest_sha256()
         if sha256 is None:
             return None
-        return read_manifest(self.manifest_path, conn_id=self.manifest_conn_id, expect_sha256=sha256)
+        return read_manifest(self.manifest_path, conn_id=self.manifest_conn_id or None, expect_sha256=sha256)
 
     def _skip_existing(self, rows: ValidatedRows, entries: dict[int, ManifestEntry]) -> None:
-        previous = read_manifest(self.manifest_path, conn_id=self.manifest_conn_id) or {}
+        previous = read_manifest(self.manifest_path, conn_id=self.manifest_conn_id or None) or {}
         done = {
             entry.fingerprint: entry
             for entry in previous.values()
@@ -484,7 +493,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             list(pool.map(save, to_save))
 
     def _write_manifest(self, entries: dict[int, ManifestEntry], ledger: BatchLedger) -> str:
-        sha256 = write_manifest(self.manifest_path, entries.values(), conn_id=self.manifest_conn_id)
+        sha256 = write_manifest(self.manifest_path, entries.values(), conn_id=self.manifest_conn_id or None)
         ledger.record_manifest(sha256)
         return sha256
 
@@ -537,7 +546,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         if isinstance(requests, str) and not requests.strip():
             requests = None
         return validate_rows(
-            read_rows(requests, requests_path=self.requests_path or None, conn_id=self.requests_conn_id),
+            read_rows(requests, requests_path=self.requests_path or None, conn_id=self.requests_conn_id or None),
             defaults=self.defaults,
         )
 

@@ -17,7 +17,9 @@ FROM_CONF = {
     "requests_path": "{{ dag_run.conf['requests_path'] }}",
     "manifest_path": "{{ dag_run.conf['manifest_path'] }}",
     "destination": "{{ dag_run.conf.get('destination', '') }}",
-    "destination_conn_id": "{{ dag_run.conf.get('destination_conn_id', '') }}",
+    "destination_conn_id": "{{ dag_run.conf.get('storage_conn_id', '') }}",
+    "manifest_conn_id": "{{ dag_run.conf.get('storage_conn_id', '') }}",
+    "requests_conn_id": "{{ dag_run.conf.get('storage_conn_id', '') }}",
 }
 QUICK = {"poll_interval": 1, "timeout": 120, "max_in_flight": 10, "max_submissions_per_second": 50, "refill_window": 2}
 
@@ -25,14 +27,15 @@ QUICK = {"poll_interval": 1, "timeout": 120, "max_in_flight": 10, "max_submissio
 class DiesAfterItsFirstWave(InfinityBlueGenerateVideoBatchOperator):
     """Simulates a worker lost mid-wave on the first try: its rows are submitted, the manifest never written."""
 
+    first_try = False
+
     def _write_manifest(self, entries: Any, ledger: Any) -> str:
-        context_try = self._try_number
-        if context_try == 1:
+        if self.first_try:
             raise RuntimeError("simulated worker loss in the middle of a wave")
         return super()._write_manifest(entries, ledger)
 
     def execute(self, context: Any) -> Any:
-        self._try_number = context["ti"].try_number
+        self.first_try = context["ti"].try_number == 1
         return super().execute(context)
 
 
