@@ -7,7 +7,7 @@ batch's ``defaults`` fill every field a row leaves out (in a CSV, an empty cell 
 
 >>> rows = validate_rows(
 ...     read_rows([{"prompt": "A fox"}, {"prompt": "", "key": "b"}, {"prompt": "An owl", "key": "c", "fps": 24}]),
-...     defaults={"model": "kling-v2-5-turbo", "duration": 5},
+...     defaults={"duration": 5},
 ... )
 >>> [(row.index, row.key) for row in rows.valid], [(bad.index, bad.key) for bad in rows.invalid]
 ([(0, '0'), (2, 'c')], [(1, 'b')])
@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError, InfinityBlueValidationError
-from airflow_provider_infinityblue.models import GenerationRequest
+from airflow_provider_infinityblue.models import DEFAULT_MODEL, GenerationRequest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -181,13 +181,14 @@ def validate_rows(rows: Iterable[RawRow], *, defaults: Mapping[str, Any] | None 
         key = str(raw.values.get("key", raw.index))
         problem = raw.problem or _unknown_fields(raw.values)
         request: GenerationRequest | None = None
+        fields = {"model": DEFAULT_MODEL, **defaults, **{k: v for k, v in raw.values.items() if k != "key"}}
+        if problem is None and "prompt" not in fields:
+            problem = "'prompt' is required (in the row, or in defaults)"
         if problem is None:
             try:
-                request = GenerationRequest(**{**defaults, **{k: v for k, v in raw.values.items() if k != "key"}})
+                request = GenerationRequest(**fields)
             except InfinityBlueValidationError as error:
                 problem = f"{error.field!r} {error.problem}"
-            except TypeError as error:  # a required field missing from the row and from defaults
-                problem = str(error).replace("GenerationRequest.__init__() ", "")
         if problem is None and key in keys:
             problem = f"key {key!r} is already the key of row {keys[key]}"
         if problem is not None or request is None:

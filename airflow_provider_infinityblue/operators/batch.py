@@ -219,6 +219,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         if on_invalid_row not in ON_INVALID_ROW:
             raise ValueError(f"{self.task_id}: on_invalid_row must be one of {ON_INVALID_ROW}, got {on_invalid_row!r}")
         self.on_invalid_row = on_invalid_row
+        self._stop: InfinityBlueError | None = None  # a refusal that ends the try (a bad key), once recorded
 
     @cached_property
     def hook(self) -> InfinityBlueHook:
@@ -248,7 +249,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             raise InfinityBlueBatchError(f"Expected an InfinityBlue batch trigger event, got {event!r}")
         try:
             rows = self._rows()
-            entries = read_manifest(self.manifest_path, conn_id=self.manifest_conn_id or None, expect_sha256=manifest_sha256)
+            entries = read_manifest(
+                self.manifest_path, conn_id=self.manifest_conn_id or None, expect_sha256=manifest_sha256
+            )
             if entries is None:
                 raise InfinityBlueBatchError(
                     f"The batch manifest at {self.manifest_path} changed while the batch ran (another task writes "
@@ -280,6 +283,8 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                 in_flight += self._submit(entries, by_index, ledger, slots=self.max_in_flight - len(in_flight),
                                           waiting=bool(in_flight))  # fmt: skip
             sha256 = self._write_manifest(entries, ledger)
+            if self._stop is not None:
+                raise self._stop
             if not in_flight:
                 return self._finish(entries, rows)
             trigger = self._trigger(in_flight, more_to_submit=not over_budget and self._pending(entries) > 0)
@@ -425,9 +430,14 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             except (InfinityBlueInvalidRequestError, InfinityBlueValidationError) as error:  # this row's fault
                 ledger.refused(row.index, row.fingerprint, str(error))
                 self._fail(entry, str(error))
-            except (InfinityBlueAuthenticationError, InfinityBluePermissionError, InfinityBlueConfigurationError):
-                ledger.forget(row.index)
-                raise
+            except (
+                InfinityBlueAuthenticationError,
+                InfinityBluePermissionError,
+                InfinityBlueConfigurationError,
+            ) as error:
+                ledger.forget(row.index)  # refused before any generation was made: no row is at fault
+                self._stop = error  # raised once the manifest records the rows already in flight
+                break
             except InfinityBlueError as error:  # provably not taken (429, the API unreachable): try again later
                 ledger.forget(row.index)
                 if waiting or submitted:
