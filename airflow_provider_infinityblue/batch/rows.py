@@ -156,7 +156,8 @@ def _csv_rows(text: Iterable[str]) -> Iterator[RawRow]:
     for index, record in enumerate(reader):
         extra = record.pop(None, None)  # type: ignore[call-overload]
         values = {name: value for name, value in record.items() if value not in ("", None)}
-        problem = f"{len(extra)} more cells than the header has columns" if extra else None
+        columns = len(reader.fieldnames or ())
+        problem = f"{columns + len(extra)} cells where the header has {columns} columns" if extra else None
         if problem is None and isinstance(values.get("metadata"), str):
             try:
                 values["metadata"] = json.loads(values["metadata"])
