@@ -135,6 +135,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         (default: a quarter of ``max_in_flight``).
     :param refill_window: or this many seconds after the first row finished (default: three times
         ``poll_interval``, at least 15 s).
+    :param min_wave_seconds: the shortest a deferred wave lasts before the worker is woken again
+        (default: ``[workers] min_heartbeat_interval`` + 5 s, see :func:`resume_lag`; lower it only
+        where Airflow runs triggers inline, as ``dag.test()`` does).
     :param durable: record each row's submission in the task state store (Airflow 3.3+).
     """
 
@@ -177,6 +180,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         manifest_conn_id: str | None = None,
         destination_conn_id: str | None = None,
         max_concurrent_downloads: int = 4,
+        min_wave_seconds: float | None = None,
         durable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -214,6 +218,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                 else check_positive_seconds(refill_window, "refill_window")
             )
             self.max_failed_rows = _failure_budget(max_failed_rows)
+            self.min_wave_seconds = (
+                resume_lag() if min_wave_seconds is None else _seconds_or_zero(min_wave_seconds, "min_wave_seconds")
+            )
         except ValueError as error:
             raise ValueError(f"{self.task_id}: {error}") from None
         if on_invalid_row not in ON_INVALID_ROW:
@@ -518,6 +525,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             # With nothing left to submit, the worker is needed only once every row has finished.
             refill_at=self.refill_at if more_to_submit else 0,
             refill_window=self.refill_window,
+            fire_not_before=time.time() + self.min_wave_seconds if self.deferrable else None,
         )
 
     def _finish(self, entries: dict[int, ManifestEntry], rows: ValidatedRows) -> dict[str, Any]:
@@ -585,10 +593,33 @@ async def _first_event(trigger: InfinityBlueBatchTrigger) -> dict[str, Any]:
     raise InfinityBlueBatchError("The batch trigger ended without an event")  # pragma: no cover
 
 
+RESUME_MARGIN_SECONDS = 5.0
+
+
+def resume_lag() -> float:
+    """Seconds a batch trigger waits after a deferral before it may wake the worker again.
+
+    After a task defers, Airflow's worker (3.x) reports the finished workload only up to
+    ``[workers] min_heartbeat_interval`` seconds later. A trigger that fires sooner lets the scheduler
+    start the next wave of the same try before that report arrives, and the late report then fails
+    the running wave ("the task instance's state attribute is running"). Waiting this long, plus a
+    margin for the scheduler's loop, keeps the two apart; a wave usually lasts longer anyway.
+    """
+    from airflow_provider_infinityblue.version_compat import conf
+
+    return conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0) + RESUME_MARGIN_SECONDS
+
+
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _seconds_or_zero(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number of seconds, at least 0, got {value!r}")
+    return float(value)
 
 
 def _failure_budget(value: object) -> int | float:

@@ -113,6 +113,8 @@ class InfinityBlueBatchTrigger(BaseTrigger):
     :param max_polls_per_second: the trigger's request rate to the API.
     :param refill_at: fire once this many rows have finished (0: only when all have).
     :param refill_window: with ``refill_at``, fire this many seconds after the first row finished.
+    :param fire_not_before: a UNIX time before which the trigger never fires, whatever has finished (see
+        :func:`~airflow_provider_infinityblue.operators.batch.resume_lag`).
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
         max_polls_per_second: float = DEFAULT_POLLS_PER_SECOND,
         refill_at: int = 0,
         refill_window: float = 30.0,
+        fire_not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.poll_interval = check_poll_interval(poll_interval)
@@ -138,6 +141,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
         self.max_polls_per_second = check_positive_seconds(max_polls_per_second, "max_polls_per_second")
         self.refill_at = int(refill_at)
         self.refill_window = check_positive_seconds(refill_window, "refill_window")
+        self.fire_not_before = float(fire_not_before) if fire_not_before is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -151,6 +155,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
                 "max_polls_per_second": self.max_polls_per_second,
                 "refill_at": self.refill_at,
                 "refill_window": self.refill_window,
+                "fire_not_before": self.fire_not_before,
             },
         )
 
@@ -254,11 +259,13 @@ class _Wave:
                              outcome.message)  # fmt: skip
 
     def _time_to_fire(self) -> bool:
+        now = time.time()
+        if self.trigger.fire_not_before is not None and now < self.trigger.fire_not_before:
+            return False
         if not self.rows:
             return True
         if self.trigger.refill_at <= 0 or self.first_finished_at is None:
             return False
-        now = time.time()
         if self.fire_at is None and (
             len(self.finished) >= self.trigger.refill_at or now >= self.first_finished_at + self.trigger.refill_window
         ):
@@ -267,6 +274,8 @@ class _Wave:
 
     def _sleep_for(self, now: float) -> float:
         moments = [self.due[0][0]] if self.due else []
+        if self.trigger.fire_not_before is not None and now < self.trigger.fire_not_before:
+            moments.append(self.trigger.fire_not_before)
         if self.fire_at is not None:
             moments.append(self.fire_at)
         elif self.trigger.refill_at > 0 and self.first_finished_at is not None:

@@ -21,7 +21,16 @@ FROM_CONF = {
     "manifest_conn_id": "{{ dag_run.conf.get('storage_conn_id', '') }}",
     "requests_conn_id": "{{ dag_run.conf.get('storage_conn_id', '') }}",
 }
-QUICK = {"poll_interval": 1, "timeout": 120, "max_in_flight": 10, "max_submissions_per_second": 50, "refill_window": 2}
+# dag.test() runs each trigger inline, so the worker's late report that min_wave_seconds guards against
+# (see resume_lag) cannot race the next wave here.
+QUICK = {
+    "poll_interval": 1,
+    "timeout": 120,
+    "max_in_flight": 10,
+    "max_submissions_per_second": 50,
+    "refill_window": 2,
+    "min_wave_seconds": 0,
+}
 
 
 class DiesAfterItsFirstWave(InfinityBlueGenerateVideoBatchOperator):

@@ -74,6 +74,9 @@ def test_a_wave_fills_max_in_flight_writes_the_manifest_and_defers(hook, request
     assert [row.row for row in trigger.rows] == [0, 1, 2, 3]
     assert [row.generation_id for row in trigger.rows] == ["g0", "g1", "g2", "g3"]
     assert trigger.refill_at == 1  # a quarter of max_in_flight
+    # Not before the worker has reported its deferral: [workers] min_heartbeat_interval (5 s) + 5 s.
+    assert trigger.fire_not_before is not None
+    assert 9 < trigger.fire_not_before - time.time() <= 10
     assert deferral.method_name == "execute_complete"
     entries = read_manifest(manifest, expect_sha256=deferral.kwargs["manifest_sha256"])
     assert entries is not None
@@ -249,6 +252,7 @@ def test_invalid_rows_are_all_listed_with_their_numbers_and_nothing_is_sent(hook
         ({"max_submissions_per_second": float("nan")}, "max_submissions_per_second must be a finite number"),
         ({"poll_interval": 0.1}, "poll_interval must be a finite number of seconds, at least 1"),
         ({"on_invalid_row": "ignore"}, "on_invalid_row must be one of"),
+        ({"min_wave_seconds": -1}, "min_wave_seconds must be a finite number of seconds, at least 0"),
         ({"requests_path": "prompts.jsonl"}, "give exactly one of requests or requests_path"),
     ],
 )

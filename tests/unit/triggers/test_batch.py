@@ -149,3 +149,12 @@ def test_a_connection_that_cannot_be_used_ends_every_row_with_that_error(monkeyp
     payload = run(InfinityBlueBatchTrigger(rows, poll_interval=1, timeout=60))
     assert [item["error_type"] for item in payload["finished"]] == ["InfinityBlueConfigurationError"] * 2
     assert payload["in_flight"] == []
+
+
+def test_it_never_fires_before_fire_not_before_even_when_every_row_has_finished(emulator) -> None:
+    emulator.configure(generation_seconds=0)
+    rows = [{**row, "next_look_at": time.time()} for row in submit(2)]
+    started = time.monotonic()
+    payload = run(InfinityBlueBatchTrigger(rows, poll_interval=1, fire_not_before=time.time() + 2.5))
+    assert len(payload["finished"]) == 2
+    assert time.monotonic() - started >= 2.4
