@@ -139,7 +139,10 @@ def sweep_abandoned_clusters(parent: Path = CLUSTER_PARENT) -> list[Path]:
             owner = json.loads((folder / OWNER_FILE).read_text())
             if _start_time(int(owner["pid"])) == owner["start_time"]:
                 continue  # its harness is alive
+        except PermissionError:
+            continue  # another user's cluster: not ours to judge
         except (OSError, ValueError, KeyError, TypeError):
+            # No owner (yet), or a half-written one: a cluster being created right now, unless it is old.
             try:
                 if time.time() - folder.stat().st_mtime < _UNOWNED_GRACE_SECONDS:
                     continue

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy
 
+from deploy.deployment import CeleryDeployment
 from deploy.postgres import CLUSTER_PARENT, CLUSTER_PREFIX, PostgresCluster, find_server_binaries
 from deploy.processes import DeploymentError, wait_until
 
@@ -153,3 +154,19 @@ def test_a_sigkilled_harness_leaves_nothing_the_next_start_does_not_sweep(die_wi
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_the_deployment_configures_its_database(database: str, tmp_path: Path) -> None:
+    deployment = CeleryDeployment(home=tmp_path, dag_folders={}, database=database)
+    config = deployment._config()
+    if database == "postgresql":
+        assert deployment.postgres is not None
+        assert config["database"]["sql_alchemy_conn"] == deployment.postgres.url
+        assert config["celery"]["result_backend"].startswith("db+postgresql+psycopg2://airflow:")
+    else:
+        assert deployment.postgres is None
+        assert config["database"]["sql_alchemy_conn"] == f"sqlite:///{tmp_path.resolve() / 'airflow.db'}"
+        assert config["celery"]["result_backend"] == f"db+sqlite:///{tmp_path.resolve() / 'airflow.db'}"
+    with pytest.raises(ValueError, match="database must be one of postgresql, sqlite"):
+        CeleryDeployment(home=tmp_path, dag_folders={}, database="mysql")
