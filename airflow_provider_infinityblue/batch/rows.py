@@ -118,7 +118,9 @@ def read_rows(
             f"requests_path must name a .jsonl, .ndjson or .csv file, got {requests_path!r}"
         )
     with open_text(requests_path, conn_id) as text:
-        yield from (_jsonl_rows(text) if suffix in JSONL_SUFFIXES else _csv_rows(text))
+        # Line by line through readline: Airflow 3.0 wraps object storage files in a class that is not iterable.
+        lines = iter(text.readline, "")
+        yield from (_jsonl_rows(lines) if suffix in JSONL_SUFFIXES else _csv_rows(lines))
 
 
 def open_text(location: str, conn_id: str | None, mode: str = "r") -> IO[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueGenerateVideoBatchOperator
 
@@ -66,3 +66,18 @@ skip_existing = batch_dag("batch_skip_existing", deferrable=True, skip_existing=
 killed_mid_wave = batch_dag(
     "batch_killed_mid_wave", DiesAfterItsFirstWave, deferrable=True, retries=1, retry_delay=timedelta(seconds=0)
 )
+
+with DAG("batch_from_xcom", start_date=START, schedule=None, catchup=False) as from_xcom:
+
+    @task
+    def load_rows(**context: Any) -> list[dict[str, Any]]:
+        """An upstream task builds the rows; they reach the batch as an XComArg, not through a file."""
+        return [{"key": f"row-{n}", "prompt": f"A lighthouse, take {n}", "fps": "24"} for n in range(7)]
+
+    InfinityBlueGenerateVideoBatchOperator(
+        task_id="generate",
+        requests=load_rows(),
+        manifest_path="{{ dag_run.conf['manifest_path'] }}",
+        deferrable=True,
+        **QUICK,
+    )
