@@ -13,6 +13,7 @@ from airflow_provider_infinityblue.batch.ledger import PROGRESS_KEY, ROW_KEY_PRE
 from airflow_provider_infinityblue.batch.manifest import read_manifest
 from airflow_provider_infinityblue.exceptions import InfinityBlueAuthenticationError, InfinityBlueBatchError
 from airflow_provider_infinityblue.models import GenerationRequest
+from airflow_provider_infinityblue.operators.batch import RESUME_MARGIN_SECONDS, resume_lag
 from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueGenerateVideoBatchOperator
 from airflow_provider_infinityblue.triggers.batch import InfinityBlueBatchTrigger
 from tests.conftest import BASE_URL
@@ -265,3 +266,10 @@ def test_a_fraction_of_failed_rows_is_counted_against_all_rows(hook, requests_mo
     accept_all(requests_mock)
     task = operator(manifest, rows(20), max_failed_rows=0.1)
     assert task._allowed_failures(20) == 2
+
+
+def test_a_wave_lasts_at_least_the_workers_report_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", "2")
+    assert resume_lag() == 2 + RESUME_MARGIN_SECONDS
+    assert operator("m.jsonl", rows(1)).min_wave_seconds == 2 + RESUME_MARGIN_SECONDS
+    assert operator("m.jsonl", rows(1), min_wave_seconds=0).min_wave_seconds == 0
