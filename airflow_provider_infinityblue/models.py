@@ -248,6 +248,10 @@ def describe_image(image: str | None) -> str | None:
     return image if len(image) <= 200 else image[:200] + "…"
 
 
+DEFAULT_MODEL = "kling-v2-5-turbo"
+"""The model a request uses when it names none: the single operator's and the batch's default."""
+
+
 @dataclass(frozen=True, repr=False)
 class GenerationRequest:
     """A validated ``POST /v1/video/generations`` body. Invalid values raise at construction.

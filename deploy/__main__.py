@@ -2,6 +2,7 @@
 
     python -m deploy                                   # LocalExecutor, one triggerer
     python -m deploy --executor celery --triggerers 2  # CeleryExecutor, Redis, two workers, two triggerers
+    python -m deploy --database sqlite                 # SQLite instead of a throwaway PostgreSQL cluster
 
 It prints the UI's address, the admin password and each component's PID and log; stop one with
 ``kill <pid>`` to watch the others cope. Everything is stopped on Ctrl-C or SIGTERM.
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_infinityblue.testing import emulator_process
-from deploy.deployment import ADMIN_USER, CeleryDeployment, LocalDeployment
+from deploy.deployment import ADMIN_USER, DATABASES, CeleryDeployment, LocalDeployment
 
 REPO = Path(__file__).parents[1]
 
@@ -26,6 +27,12 @@ REPO = Path(__file__).parents[1]
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--executor", choices=("local", "celery"), default="local")
+    parser.add_argument(
+        "--database",
+        choices=DATABASES,
+        default="postgresql",
+        help="metadata DB: a throwaway PostgreSQL cluster on 127.0.0.1 (Debian's postgresql), or SQLite in the home",
+    )
     parser.add_argument("--home", type=Path, help="AIRFLOW_HOME to create (default: a new temporary folder)")
     parser.add_argument("--triggerers", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (CeleryExecutor only)")
@@ -42,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             "dag_folders": {"examples": REPO / "example_dags"},
             "parallelism": options.parallelism,
             "triggerers": options.triggerers,
+            "database": options.database,
             "environment": {
                 "AIRFLOW_CONN_INFINITYBLUE_DEFAULT": emulator.airflow_connection(),
                 "INFINITYBLUE_EXAMPLE_POLL_SECONDS": "2",
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"\nAirflow UI and API: {deployment.base_url}  (user {ADMIN_USER!r}, password {deployment.password!r})"
             )
             print(f"InfinityBlue emulator: {emulator.url} (pid {emulator.pid})")
+            print(f"Metadata DB: {deployment.database_url}")
             for name, process in deployment.components.items():
                 print(f"  {name:14} pid {process.pid:<7} log {process.log_path}")
             print(f"\nCLI: AIRFLOW_HOME={home} airflow dags list   (DAGs start paused)\nCtrl-C stops everything.")

@@ -3,8 +3,11 @@
 What ``airflow standalone`` runs in one process tree, this starts as separate processes so that a
 test (or a person) can stop, kill and restart any one of them: the API server, the scheduler (with
 its LocalExecutor), the DAG processor, one or more triggerers, and for the CeleryExecutor a Redis
-broker and Celery workers. Ports are picked free on 127.0.0.1; logs go to ``<home>/logs/components``;
-everything is stopped by its process group when the ``with`` block ends, also on an error.
+broker and Celery workers. The metadata database is a throwaway PostgreSQL cluster of its own
+(:class:`deploy.postgres.PostgresCluster`; ``database="sqlite"`` for a SQLite file in the home instead,
+which serialises every write). Ports are picked free on 127.0.0.1; logs go to ``<home>/logs/components``;
+everything is stopped by its process group when the ``with`` block ends, also on an error, and the
+PostgreSQL cluster is stopped and deleted last.
 
 Example::
 
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploy.api import AirflowApi, AirflowApiError
+from deploy.postgres import PostgresCluster
 from deploy.processes import LOOPBACK, DeploymentError, ManagedProcess, free_port, tail, wait_until
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ MIGRATE_TIMEOUT_SECONDS = 300.0
 # Variables of the caller's own Airflow (a test session's home, its connections) must not leak in.
 _FOREIGN_VARIABLE_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
 TRIGGERER_ARGUMENTS = ["triggerer", "--skip-serve-logs"]
+DATABASES = ("postgresql", "sqlite")
 _JOB_TYPES = {"scheduler": "SchedulerJob", "dag-processor": "DagProcessorJob", "triggerer": "TriggererJob"}
 
 
@@ -65,7 +70,7 @@ def _parse_time(value: str) -> float:
 class AirflowDeployment:
     """Airflow's components as separate processes sharing one home, one metadata DB and one API server.
 
-    :param home: a fresh directory for ``AIRFLOW_HOME`` (the config, the SQLite DB, logs); kept afterwards.
+    :param home: a fresh directory for ``AIRFLOW_HOME`` (the config, logs, a SQLite DB); kept afterwards.
     :param dag_folders: folders linked into the DAGs folder, by the name of their link.
     :param executor: ``LocalExecutor`` or ``CeleryExecutor``.
     :param parallelism: ``[core] parallelism``: the scheduler's cap on running task instances, and for
@@ -75,6 +80,8 @@ class AirflowDeployment:
     :param worker_concurrency: task slots per Celery worker.
     :param environment: extra environment for every component (connections, DAG settings).
     :param config: ``{section: {key: value}}`` written to ``airflow.cfg`` over the defaults chosen here.
+    :param database: the metadata DB: ``postgresql`` (a throwaway cluster on loopback, needs Debian's
+        ``postgresql``) or ``sqlite`` (``<home>/airflow.db``; every write serialised).
     """
 
     def __init__(
@@ -89,11 +96,14 @@ class AirflowDeployment:
         worker_concurrency: int = 1,
         environment: Mapping[str, str] | None = None,
         config: Mapping[str, Mapping[str, object]] | None = None,
+        database: str = "postgresql",
     ) -> None:
         if executor not in ("LocalExecutor", "CeleryExecutor"):
             raise ValueError(f"executor must be LocalExecutor or CeleryExecutor, not {executor!r}")
         if celery_workers and executor != "CeleryExecutor":
             raise ValueError("celery_workers needs executor='CeleryExecutor'")
+        if database not in DATABASES:
+            raise ValueError(f"database must be one of {', '.join(DATABASES)}, not {database!r}")
         self.home = home.resolve()
         self.dag_folders = {name: Path(folder).resolve() for name, folder in dag_folders.items()}
         self.executor = executor
@@ -111,6 +121,10 @@ class AirflowDeployment:
         # The Job id each scheduler / DAG processor / triggerer process registered, by component name.
         self.job_ids: dict[str, int] = {}
         self.api = AirflowApi(self.base_url, ADMIN_USER, self.password)
+        self.database = database
+        self.postgres = (
+            PostgresCluster(log_path=self.component_logs / "postgres.log") if database == "postgresql" else None
+        )
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -143,6 +157,8 @@ class AirflowDeployment:
 
     def start(self) -> None:
         """Start everything; components of different kinds start side by side to save time."""
+        if self.postgres is not None:
+            self.postgres.start()
         self._prepare_home()
         self._migrate_database()
         if self.broker_port is not None:
@@ -161,10 +177,19 @@ class AirflowDeployment:
             self.start_component(f"triggerer-{number}", TRIGGERER_ARGUMENTS)
 
     def stop(self) -> None:
-        """Stop every component, the newest first, each by its process group."""
-        for component in reversed(list(self.components.values())):
-            component.stop()
-        self.api.close()
+        """Stop every component, the newest first, each by its process group; then the database."""
+        try:
+            for component in reversed(list(self.components.values())):
+                component.stop()
+            self.api.close()
+        finally:
+            if self.postgres is not None:
+                self.postgres.stop()
+
+    @property
+    def database_url(self) -> str:
+        """The metadata DB's SQLAlchemy URL (``[database] sql_alchemy_conn``)."""
+        return self.postgres.url if self.postgres is not None else f"sqlite:///{self.home / 'airflow.db'}"
 
     # -- components ---------------------------------------------------------------------------
 
@@ -225,6 +250,9 @@ class AirflowDeployment:
         for name, process in self.components.items():
             state = "running" if process.running else f"exited with {process.exit_code}"
             parts.append(f"==== {name} (pid {process.pid}, {state}): {process.log_path}\n{process.log_tail(lines)}")
+        if self.postgres is not None:
+            state = "running" if self.postgres.running else "stopped"
+            parts.append(f"==== postgres ({state}): {self.postgres.log_path}\n{tail(self.postgres.log_path, lines)}")
         return "\n".join(parts)
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
@@ -260,7 +288,7 @@ class AirflowDeployment:
             config.write(out)
 
     def _config(self) -> dict[str, dict[str, str]]:
-        database = f"sqlite:///{self.home / 'airflow.db'}"
+        database = self.database_url
         sections: dict[str, dict[str, object]] = {
             "core": {
                 "dags_folder": self.dags_folder,
@@ -287,7 +315,7 @@ class AirflowDeployment:
         if self.executor == "CeleryExecutor":
             sections["celery"] = {
                 "broker_url": f"redis://{LOOPBACK}:{self.broker_port}/0",
-                "result_backend": f"db+{database}",
+                "result_backend": f"db+{database}" if self.postgres is None else self.postgres.celery_result_backend,
                 "worker_concurrency": self.worker_concurrency,
                 "worker_prefetch_multiplier": 1,
             }

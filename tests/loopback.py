@@ -44,6 +44,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when the request was read
 
 
 class ThreadedServer:

@@ -7,7 +7,7 @@ batch's ``defaults`` fill every field a row leaves out (in a CSV, an empty cell 
 
 >>> rows = validate_rows(
 ...     read_rows([{"prompt": "A fox"}, {"prompt": "", "key": "b"}, {"prompt": "An owl", "key": "c", "fps": 24}]),
-...     defaults={"model": "kling-v2-5-turbo", "duration": 5},
+...     defaults={"duration": 5},
 ... )
 >>> [(row.index, row.key) for row in rows.valid], [(bad.index, bad.key) for bad in rows.invalid]
 ([(0, '0'), (2, 'c')], [(1, 'b')])
@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError, InfinityBlueValidationError
-from airflow_provider_infinityblue.models import GenerationRequest
+from airflow_provider_infinityblue.models import DEFAULT_MODEL, GenerationRequest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -118,7 +118,9 @@ def read_rows(
             f"requests_path must name a .jsonl, .ndjson or .csv file, got {requests_path!r}"
         )
     with open_text(requests_path, conn_id) as text:
-        yield from (_jsonl_rows(text) if suffix in JSONL_SUFFIXES else _csv_rows(text))
+        # Line by line through readline: Airflow 3.0 wraps object storage files in a class that is not iterable.
+        lines = iter(text.readline, "")
+        yield from (_jsonl_rows(lines) if suffix in JSONL_SUFFIXES else _csv_rows(lines))
 
 
 def open_text(location: str, conn_id: str | None, mode: str = "r") -> IO[str]:
@@ -156,7 +158,8 @@ def _csv_rows(text: Iterable[str]) -> Iterator[RawRow]:
     for index, record in enumerate(reader):
         extra = record.pop(None, None)  # type: ignore[call-overload]
         values = {name: value for name, value in record.items() if value not in ("", None)}
-        problem = f"{len(extra)} more cells than the header has columns" if extra else None
+        columns = len(reader.fieldnames or ())
+        problem = f"{columns + len(extra)} cells where the header has {columns} columns" if extra else None
         if problem is None and isinstance(values.get("metadata"), str):
             try:
                 values["metadata"] = json.loads(values["metadata"])
@@ -181,13 +184,14 @@ def validate_rows(rows: Iterable[RawRow], *, defaults: Mapping[str, Any] | None 
         key = str(raw.values.get("key", raw.index))
         problem = raw.problem or _unknown_fields(raw.values)
         request: GenerationRequest | None = None
+        fields = {"model": DEFAULT_MODEL, **defaults, **{k: v for k, v in raw.values.items() if k != "key"}}
+        if problem is None and "prompt" not in fields:
+            problem = "'prompt' is required (in the row, or in defaults)"
         if problem is None:
             try:
-                request = GenerationRequest(**{**defaults, **{k: v for k, v in raw.values.items() if k != "key"}})
+                request = GenerationRequest(**fields)
             except InfinityBlueValidationError as error:
                 problem = f"{error.field!r} {error.problem}"
-            except TypeError as error:  # a required field missing from the row and from defaults
-                problem = str(error).replace("GenerationRequest.__init__() ", "")
         if problem is None and key in keys:
             problem = f"key {key!r} is already the key of row {keys[key]}"
         if problem is not None or request is None:

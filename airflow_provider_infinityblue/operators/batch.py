@@ -53,12 +53,6 @@ if TYPE_CHECKING:
 ON_INVALID_ROW = ("fail", "skip")
 # How a wait's outcome is written in the manifest.
 _ROW_STATUS = {"success": "succeeded", "failed": "failed", "cancelled": "cancelled", "timeout": "timeout"}
-# The hand-over guard: a refill event is held until this long after the worker deferred, beyond the
-# supervisor's [workers] min_heartbeat_interval. Airflow 3.3 (apache/airflow#71580, #72716) fails a task
-# whose trigger fires before the scheduler has drained the executor's "success" event of the run that
-# deferred: the supervisor notices its task process has exited only at its next heartbeat wake-up (up to
-# min_heartbeat_interval later), and the scheduler reads the event in its next loop.
-HANDOVER_MARGIN_SECONDS = 3.0
 # A refill of 25 to 100 rows goes out in 1 to 4 s; 429s are handled (the rest waits for the next wave).
 DEFAULT_SUBMISSIONS_PER_SECOND = 25.0
 # When a submission is refused for a reason no single row causes (429, the API unreachable) and nothing is
@@ -146,11 +140,10 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         (default: a quarter of ``max_in_flight``).
     :param refill_window: or this many seconds after the first row finished (default: three times
         ``poll_interval``, at least 15 s).
+    :param min_wave_seconds: the shortest a deferred wave lasts before the worker is woken again
+        (default: ``[workers] min_heartbeat_interval`` + 5 s, see :func:`resume_lag`; lower it only
+        where Airflow runs triggers inline, as ``dag.test()`` does).
     :param durable: record each row's submission in the task state store (Airflow 3.3+).
-    :param handover_guard: the trigger never fires sooner than this many seconds after the worker deferred
-        (default: ``[workers] min_heartbeat_interval`` + 3 s). A quicker event can meet the worker run that
-        deferred still being reported by the executor, and Airflow 3.3 then fails the task
-        (apache/airflow#71580). ``0`` where no executor runs the task (``dag.test()``).
     """
 
     template_fields: Sequence[str] = (
@@ -160,6 +153,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         "manifest_path",
         "destination",
         "max_in_flight",
+        "requests_conn_id",
+        "manifest_conn_id",
+        "destination_conn_id",
     )
     template_fields_renderers = {"requests": "json", "defaults": "json"}
     ui_color = "#1e3a8a"
@@ -190,8 +186,8 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         manifest_conn_id: str | None = None,
         destination_conn_id: str | None = None,
         max_concurrent_downloads: int = 4,
+        min_wave_seconds: float | None = None,
         durable: bool = True,
-        handover_guard: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -209,7 +205,6 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         self.manifest_conn_id = manifest_conn_id
         self.destination_conn_id = destination_conn_id
         self.durable = durable
-        self.handover_guard = handover_guard
         try:
             # A template ("{{ params.max_in_flight }}") is checked once it is rendered, on the worker.
             self.max_in_flight: int | str = (
@@ -230,11 +225,15 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                 else check_positive_seconds(refill_window, "refill_window")
             )
             self.max_failed_rows = _failure_budget(max_failed_rows)
+            self.min_wave_seconds = (
+                resume_lag() if min_wave_seconds is None else _seconds_or_zero(min_wave_seconds, "min_wave_seconds")
+            )
         except ValueError as error:
             raise ValueError(f"{self.task_id}: {error}") from None
         if on_invalid_row not in ON_INVALID_ROW:
             raise ValueError(f"{self.task_id}: on_invalid_row must be one of {ON_INVALID_ROW}, got {on_invalid_row!r}")
         self.on_invalid_row = on_invalid_row
+        self._stop: InfinityBlueError | None = None  # a refusal that ends the try (a bad key), once recorded
 
     @property
     def in_flight_cap(self) -> int:
@@ -284,7 +283,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             raise InfinityBlueBatchError(f"Expected an InfinityBlue batch trigger event, got {event!r}")
         try:
             rows = self._rows()
-            entries = read_manifest(self.manifest_path, conn_id=self.manifest_conn_id, expect_sha256=manifest_sha256)
+            entries = read_manifest(
+                self.manifest_path, conn_id=self.manifest_conn_id or None, expect_sha256=manifest_sha256
+            )
             if entries is None:
                 raise InfinityBlueBatchError(
                     f"The batch manifest at {self.manifest_path} changed while the batch ran (another task writes "
@@ -316,6 +317,8 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                 in_flight += self._submit(entries, by_index, ledger, slots=self.in_flight_cap - len(in_flight),
                                           waiting=bool(in_flight))  # fmt: skip
             sha256 = self._write_manifest(entries, ledger)
+            if self._stop is not None:
+                raise self._stop
             if not in_flight:
                 return self._finish(entries, rows)
             trigger = self._trigger(in_flight, more_to_submit=not over_budget and self._pending(entries) > 0)
@@ -364,10 +367,10 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         sha256 = ledger.manifest_sha256()
         if sha256 is None:
             return None
-        return read_manifest(self.manifest_path, conn_id=self.manifest_conn_id, expect_sha256=sha256)
+        return read_manifest(self.manifest_path, conn_id=self.manifest_conn_id or None, expect_sha256=sha256)
 
     def _skip_existing(self, rows: ValidatedRows, entries: dict[int, ManifestEntry]) -> None:
-        previous = read_manifest(self.manifest_path, conn_id=self.manifest_conn_id) or {}
+        previous = read_manifest(self.manifest_path, conn_id=self.manifest_conn_id or None) or {}
         done = {
             entry.fingerprint: entry
             for entry in previous.values()
@@ -461,9 +464,14 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             except (InfinityBlueInvalidRequestError, InfinityBlueValidationError) as error:  # this row's fault
                 ledger.refused(row.index, row.fingerprint, str(error))
                 self._fail(entry, str(error))
-            except (InfinityBlueAuthenticationError, InfinityBluePermissionError, InfinityBlueConfigurationError):
-                ledger.forget(row.index)
-                raise
+            except (
+                InfinityBlueAuthenticationError,
+                InfinityBluePermissionError,
+                InfinityBlueConfigurationError,
+            ) as error:
+                ledger.forget(row.index)  # refused before any generation was made: no row is at fault
+                self._stop = error  # raised once the manifest records the rows already in flight
+                break
             except InfinityBlueError as error:  # provably not taken (429, the API unreachable): try again later
                 ledger.forget(row.index)
                 if waiting or submitted:
@@ -529,7 +537,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             list(pool.map(save, to_save))
 
     def _write_manifest(self, entries: dict[int, ManifestEntry], ledger: BatchLedger) -> str:
-        sha256 = write_manifest(self.manifest_path, entries.values(), conn_id=self.manifest_conn_id)
+        sha256 = write_manifest(self.manifest_path, entries.values(), conn_id=self.manifest_conn_id or None)
         ledger.record_manifest(sha256)
         return sha256
 
@@ -544,7 +552,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             # With nothing left to submit, the worker is needed only once every row has finished.
             refill_at=self.refill_at if more_to_submit else 0,
             refill_window=self.refill_window,
-            not_before=time.time() + self._handover_guard() if self.deferrable else 0.0,
+            fire_not_before=time.time() + self.min_wave_seconds if self.deferrable else None,
         )
 
     def _finish(self, entries: dict[int, ManifestEntry], rows: ValidatedRows) -> dict[str, Any]:
@@ -578,20 +586,12 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _handover_guard(self) -> float:
-        """Seconds the trigger holds its event after the worker defers (see ``HANDOVER_MARGIN_SECONDS``)."""
-        if self.handover_guard is not None:
-            return max(0.0, float(self.handover_guard))
-        from airflow.configuration import conf
-
-        return conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0) + HANDOVER_MARGIN_SECONDS
-
     def _rows(self) -> ValidatedRows:
         requests = self.requests
         if isinstance(requests, str) and not requests.strip():
             requests = None
         return validate_rows(
-            read_rows(requests, requests_path=self.requests_path or None, conn_id=self.requests_conn_id),
+            read_rows(requests, requests_path=self.requests_path or None, conn_id=self.requests_conn_id or None),
             defaults=self.defaults,
         )
 
@@ -620,6 +620,23 @@ async def _first_event(trigger: InfinityBlueBatchTrigger) -> dict[str, Any]:
     raise InfinityBlueBatchError("The batch trigger ended without an event")  # pragma: no cover
 
 
+RESUME_MARGIN_SECONDS = 5.0
+
+
+def resume_lag() -> float:
+    """Seconds a batch trigger waits after a deferral before it may wake the worker again.
+
+    After a task defers, Airflow's worker (3.x) reports the finished workload only up to
+    ``[workers] min_heartbeat_interval`` seconds later. A trigger that fires sooner lets the scheduler
+    start the next wave of the same try before that report arrives, and the late report then fails
+    the running wave ("the task instance's state attribute is running"). Waiting this long, plus a
+    margin for the scheduler's loop, keeps the two apart; a wave usually lasts longer anyway.
+    """
+    from airflow_provider_infinityblue.version_compat import conf
+
+    return conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0) + RESUME_MARGIN_SECONDS
+
+
 def _is_template(value: object) -> bool:
     return isinstance(value, str) and "{{" in value
 
@@ -628,6 +645,12 @@ def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _seconds_or_zero(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number of seconds, at least 0, got {value!r}")
+    return float(value)
 
 
 def _failure_budget(value: object) -> int | float:

@@ -29,7 +29,7 @@ from airflow_provider_infinityblue.links.infinityblue import (
     VIDEO_URL_XCOM_KEY,
     InfinityBlueVideoLink,
 )
-from airflow_provider_infinityblue.models import GenerationRequest, GenerationState
+from airflow_provider_infinityblue.models import DEFAULT_MODEL, GenerationRequest, GenerationState
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE, InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.version_compat import ResumableJobMixin, default_deferrable
@@ -134,7 +134,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         self,
         *,
         prompt: str,
-        model: str = "kling-v2-5-turbo",
+        model: str = DEFAULT_MODEL,
         image: str | None = None,
         duration: float | str | None = None,
         width: int | str | None = None,

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 CONCURRENT_LOOKS = 8
 """GETs a batch trigger has on the wire at once (its request rate is bounded separately)."""
 SWEEP_SECONDS = 1.0
-"""Once enough rows have finished (and the hand-over guard has passed), the trigger goes on looking until
-no row has finished for this long, for at most one more poll interval: rows finishing together are handed
-to the worker together, also when the guard held the event until a cohort of rows was just finishing."""
+"""Once enough rows have finished (and ``fire_not_before`` has passed), the trigger goes on looking until no
+row has finished for this long, for at most one more poll interval: rows finishing together are handed to
+the worker together, also when ``fire_not_before`` held the event until a cohort of rows was finishing."""
 DEFAULT_POLLS_PER_SECOND = 25.0
 
 
@@ -114,8 +114,8 @@ class InfinityBlueBatchTrigger(BaseTrigger):
     :param max_polls_per_second: the trigger's request rate to the API.
     :param refill_at: fire once this many rows have finished (0: only when all have).
     :param refill_window: with ``refill_at``, fire this many seconds after the first row finished.
-    :param not_before: never fire before this UNIX time (the worker's hand-over guard, see
-        ``HANDOVER_MARGIN_SECONDS`` in the batch operator); rows that finish meanwhile go in the same event.
+    :param fire_not_before: a UNIX time before which the trigger never fires, whatever has finished (see
+        :func:`~airflow_provider_infinityblue.operators.batch.resume_lag`).
     """
 
     def __init__(
@@ -128,7 +128,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
         max_polls_per_second: float = DEFAULT_POLLS_PER_SECOND,
         refill_at: int = 0,
         refill_window: float = 30.0,
-        not_before: float = 0.0,
+        fire_not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.poll_interval = check_poll_interval(poll_interval)
@@ -142,7 +142,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
         self.max_polls_per_second = check_positive_seconds(max_polls_per_second, "max_polls_per_second")
         self.refill_at = int(refill_at)
         self.refill_window = check_positive_seconds(refill_window, "refill_window")
-        self.not_before = float(not_before or 0.0)
+        self.fire_not_before = float(fire_not_before) if fire_not_before is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -156,7 +156,7 @@ class InfinityBlueBatchTrigger(BaseTrigger):
                 "max_polls_per_second": self.max_polls_per_second,
                 "refill_at": self.refill_at,
                 "refill_window": self.refill_window,
-                "not_before": self.not_before,
+                "fire_not_before": self.fire_not_before,
             },
         )
 
@@ -264,25 +264,23 @@ class _Wave:
 
     def _time_to_fire(self) -> bool:
         now = time.time()
-        if self.fire_at is None and self._ready(now):
-            # Rows finishing together are handed over together; and never before the hand-over guard.
-            sweep = SWEEP_SECONDS if self.rows else 0.0
-            self.fire_at = max(now + sweep, self.trigger.not_before)
-            self.fire_at_latest = self.fire_at + self.trigger.poll_interval
-        return self.fire_at is not None and now >= self.fire_at
-
-    def _ready(self, now: float) -> bool:
-        """Whether the fire rule holds: every row finished, or (refilling) enough rows, or the window ran out."""
+        if self.trigger.fire_not_before is not None and now < self.trigger.fire_not_before:
+            return False
         if not self.rows:
             return True
         if self.trigger.refill_at <= 0 or self.first_finished_at is None:
             return False
-        return (
+        if self.fire_at is None and (
             len(self.finished) >= self.trigger.refill_at or now >= self.first_finished_at + self.trigger.refill_window
-        )
+        ):
+            self.fire_at = now + SWEEP_SECONDS  # rows finishing together are handed over together
+            self.fire_at_latest = self.fire_at + self.trigger.poll_interval
+        return self.fire_at is not None and now >= self.fire_at
 
     def _sleep_for(self, now: float) -> float:
         moments = [self.due[0][0]] if self.due else []
+        if self.trigger.fire_not_before is not None and now < self.trigger.fire_not_before:
+            moments.append(self.trigger.fire_not_before)
         if self.fire_at is not None:
             moments.append(self.fire_at)
         elif self.trigger.refill_at > 0 and self.first_finished_at is not None:

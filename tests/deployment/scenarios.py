@@ -24,6 +24,7 @@ SAMPLE_MP4 = REPO / "airflow_provider_infinityblue" / "emulator" / "sample.mp4"
 TEXT_TO_VIDEO = "example_infinityblue_text_to_video"
 BACKFILL = "example_infinityblue_prompt_backfill"
 WORKER_LOSS = "infinityblue_deployment_worker_loss"
+BATCH = "infinityblue_deployment_batch"
 BACKFILL_ROWS = 20
 BACKFILL_POOL = "infinityblue_generations"
 # Long enough that the last of the 20 generations is submitted before the first one finishes: on two
@@ -39,9 +40,9 @@ def prepare(deployment: AirflowDeployment) -> None:
     The daily text-to-video DAG stays paused until its test: unpaused, it would start a scheduled run
     of its own (and pay for a generation) at once.
     """
-    for dag_id in (TEXT_TO_VIDEO, BACKFILL, WORKER_LOSS):
+    for dag_id in (TEXT_TO_VIDEO, BACKFILL, WORKER_LOSS, BATCH):
         deployment.api.wait_for_dag(dag_id)
-    for dag_id in (BACKFILL, WORKER_LOSS):
+    for dag_id in (BACKFILL, WORKER_LOSS, BATCH):
         deployment.api.unpause(dag_id)
     # As the example's docstring says, with a slot per row: deferred generations hold their slot.
     deployment.api.set_pool(

@@ -4,6 +4,7 @@ triggerer and API server processes, two worker slots, and components stopped and
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -14,8 +15,9 @@ import pytest
 from deploy.deployment import LocalDeployment
 from deploy.processes import descendants_of, parent_of, wait_until
 from tests.deployment.conftest import WORKER_SLOTS, deployment_settings
-from tests.deployment.observe import RunWatch, posts
+from tests.deployment.observe import RunWatch, posts, status_gets
 from tests.deployment.scenarios import (
+    BATCH,
     WORKER_LOSS,
     BackfillRun,
     prepare,
@@ -187,4 +189,102 @@ def test_a_worker_killed_mid_post_never_pays_twice(airflow: LocalDeployment, emu
         [f"generation created at {created.at:.1f} s; killed supervisor {supervisor_pid} + task {task_pid}"],
         submissions=stats["submissions"],
         tries=[(t["try_number"], t["state"]) for t in tries],
+    )
+
+
+def start_batch(
+    airflow: LocalDeployment, emulator: EmulatorHandle, tmp_path: Path, rows: int
+) -> tuple[str, Path, RunWatch]:
+    """Trigger the deployment's batch DAG on ``rows`` prompts (two POSTs a second, ten rows a wave)."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"key": "clip-{n:02d}", "prompt": "A paper boat, take {n}"}}\n' for n in range(rows)))
+    manifest = tmp_path / "manifest.jsonl"
+    run_id = airflow.api.trigger(BATCH, conf={"requests_path": str(prompts), "manifest_path": str(manifest)})
+    return run_id, manifest, RunWatch(airflow, emulator, BATCH, run_id)
+
+
+@pytest.mark.timeout(480)
+def test_a_batch_worker_killed_mid_wave_is_retried_with_one_post_per_row(
+    airflow: LocalDeployment, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """SIGKILL the worker while it submits a batch's first wave.
+
+    The rows it submitted are recorded one key per row in the task state store; the retry re-attaches to
+    each of them and submits only the rows no try had sent, so no row is ever paid for twice.
+    """
+    rows = 30
+    emulator.reset()
+    emulator.configure(generation_seconds=5)
+    api = airflow.api
+    run_id, manifest, watch = start_batch(airflow, emulator, tmp_path, rows)
+    mid_wave = watch.until(lambda s: s.emulator["submissions"] >= 4, timeout=120, what="the first wave is under way")
+    task_pid = wait_until(lambda: api.task_instance(BATCH, run_id, "generate_batch")["pid"], timeout=30, what="pid")
+    supervisor_pid = parent_of(task_pid)
+    assert supervisor_pid is not None
+    for pid in (supervisor_pid, task_pid):
+        os.kill(pid, signal.SIGKILL)
+    submitted_by_the_killed_try = emulator.stats()["submissions"]
+    assert submitted_by_the_killed_try < 10, "the kill must land inside the first wave"
+
+    assert watch.until_finished(timeout=360) == "success"
+    tries = api.tries(BATCH, run_id, "generate_batch")
+    assert [(t["try_number"], t["state"]) for t in tries] == [(1, "failed"), (2, "success")]
+    retry_log = airflow.task_log(BATCH, run_id, "generate_batch", try_number=2)
+    assert "Re-attached to" in retry_log
+    summary = api.xcom(BATCH, run_id, "generate_batch")
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert len(entries) == rows
+    ids = [entry["generation_id"] for entry in entries if entry["status"] == "succeeded"]
+    assert len(ids) == len(set(ids)) == summary["succeeded"] >= rows - 1
+    stats = emulator.stats()
+    # One POST per row at most: a row re-sent by the retry would push the count past the rows.
+    assert stats["submissions"] <= rows, stats
+    # The row whose POST the kill cut short is failed as unconfirmed: created at the API, or not.
+    assert summary["succeeded"] <= stats["submissions"] <= summary["succeeded"] + summary["failed"], (stats, summary)
+    summarise(
+        "Batch worker SIGKILLed mid-wave (LocalExecutor)",
+        [f"killed after {submitted_by_the_killed_try} POSTs at {mid_wave.at:.1f} s"],
+        rows=rows,
+        submissions=stats["submissions"],
+        summary=summary,
+        tries=[(t["try_number"], t["state"]) for t in tries],
+    )
+
+
+@pytest.mark.timeout(480)
+def test_a_batch_wave_survives_a_triggerer_restart(
+    airflow: LocalDeployment, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """Stop the only triggerer while a batch's wave is deferred, start it again: the new triggerer resumes the
+    same wave from the trigger's serialized rows, and every row completes with one POST."""
+    rows = 20
+    emulator.reset()
+    emulator.configure(generation_seconds=15)
+    api = airflow.api
+    run_id, manifest, watch = start_batch(airflow, emulator, tmp_path, rows)
+    watch.until(
+        lambda s: s.emulator["submissions"] == 10 and s.count("deferred") == 1,
+        timeout=120,
+        what="the first wave is deferred",
+    )
+    old_job = airflow.job_ids["triggerer-1"]
+    airflow.stop_component("triggerer-1")
+    airflow.start_triggerer("triggerer-1")
+    new_job = airflow.job_ids["triggerer-1"]
+    assert new_job != old_job
+
+    assert watch.until_finished(timeout=360) == "success"
+    assert api.task_instance(BATCH, run_id, "generate_batch")["try_number"] == 1
+    resumed = airflow.trigger_log(BATCH, run_id, "generate_batch", triggerer_job_id=new_job)
+    assert "Waiting for 10 InfinityBlue generations" in resumed  # the first wave, rebuilt from its serialized rows
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert [entry["status"] for entry in entries] == ["succeeded"] * rows
+    stats = emulator.stats()
+    assert stats["submissions"] == rows, stats
+    summarise(
+        "Batch wave across a triggerer restart (LocalExecutor)",
+        [f"triggerer jobs {old_job} -> {new_job}"],
+        rows=rows,
+        submissions=stats["submissions"],
+        status_gets=status_gets(stats),
     )

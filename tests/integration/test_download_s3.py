@@ -9,14 +9,11 @@ for MinIO or any S3-compatible store). Credentials come from the environment, an
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from airflow_provider_infinityblue.download import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError
 from airflow_provider_infinityblue.emulator.sample_video import SAMPLE_VIDEO_PATH
@@ -30,43 +27,6 @@ from tests.unit.fakes import task_context
 
 SAMPLE = Path(SAMPLE_VIDEO_PATH).read_bytes()
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> str:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """A fresh bucket, and the name of an Airflow ``aws`` connection pointing at the loopback S3."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        # Nothing from the developer's own AWS setup may take part.
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    # One connection id per server: Airflow caches the filesystem of each (scheme, connection).
-    conn_id = f"moto_s3_{urlsplit(s3_endpoint).port}"
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": s3_endpoint, "region_name": REGION}}),
-    )
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=REGION)
-    bucket = f"videos-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
-    return client, bucket, conn_id
 
 
 @pytest.fixture
