@@ -158,3 +158,43 @@ def test_it_never_fires_before_fire_not_before_even_when_every_row_has_finished(
     payload = run(InfinityBlueBatchTrigger(rows, poll_interval=1, fire_not_before=time.time() + 2.5))
     assert len(payload["finished"]) == 2
     assert time.monotonic() - started >= 2.4
+
+
+def test_the_sweep_after_fire_not_before_waits_for_a_quiet_moment_at_most_one_poll_interval(monkeypatch) -> None:
+    """A cohort of rows finishing as ``fire_not_before`` runs out goes in the same event (bench/backfill.py:
+    without this, each event carried only the wave before, and waves locked into two half-size cohorts)."""
+    from airflow_provider_infinityblue.retry import RetryPolicy
+    from airflow_provider_infinityblue.triggers import batch
+    from airflow_provider_infinityblue.wait import GenerationOutcome
+
+    clock = [1000.0]
+    monkeypatch.setattr(batch.time, "time", lambda: clock[0])
+    rows = [{"row": row, "generation_id": f"g{row}", "submitted_at": 990.0} for row in range(10)]
+    trigger = InfinityBlueBatchTrigger(rows, poll_interval=5, refill_at=1, fire_not_before=1010.0)
+    wave = batch._Wave(trigger, RetryPolicy())
+
+    def finish(row: int, at: float) -> None:
+        clock[0] = at
+        wave._finish(row, GenerationOutcome("success", f"g{row}", "done", f"https://cdn/g{row}.mp4"))
+
+    finish(0, 1001.0)  # refill_at is met long before fire_not_before
+    clock[0] = 1009.9
+    assert not wave._time_to_fire()
+    clock[0] = 1010.0
+    assert not wave._time_to_fire()  # the sweep starts: fire at 1011 unless more rows finish
+    finish(1, 1010.5)
+    finish(2, 1011.8)  # each finished row pushes the fire time to a quiet second after it
+    clock[0] = 1012.5
+    assert not wave._time_to_fire()
+    clock[0] = 1012.8
+    assert wave._time_to_fire()
+    # Rows that keep finishing cannot hold the event longer than one poll interval past the first fire time.
+    wave = batch._Wave(trigger, RetryPolicy())
+    finish(0, 1010.0)
+    assert not wave._time_to_fire()  # fire at 1011, at the latest at 1016
+    for step, row in enumerate(range(1, 7)):
+        finish(row, 1010.9 + step * 0.9)  # never a quiet second; the last, at 1015.4, would push it to 1016.4
+    clock[0] = 1015.9
+    assert not wave._time_to_fire()
+    clock[0] = 1016.0
+    assert wave._time_to_fire()
