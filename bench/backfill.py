@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/backfill.py                    # ~25 min on 2 cores; --help for the knobs
-    .venv/bin/python bench/backfill.py --rows 200 --skip-mapped
+    PYTHONPATH=. .venv/bin/python bench/backfill.py       # ~20 min on 2 cores; --help for the knobs
+    PYTHONPATH=. .venv/bin/python bench/backfill.py --rows 200 --skip-mapped
 
 One emulator process (10 s generations) serves a deployment of real Airflow components on loopback
 (``deploy.LocalDeployment``: API server, scheduler with the LocalExecutor and 4 worker slots, DAG
