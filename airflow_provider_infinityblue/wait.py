@@ -81,6 +81,15 @@ def check_poll_interval(value: object, name: str = "poll_interval", *, minimum: 
     ...
     ValueError: poll_interval must be a finite number of seconds, at least 1, got nan
     """
+    return check_seconds(value, name, minimum=minimum)
+
+
+def check_seconds(value: object, name: str, *, minimum: float) -> float:
+    """``value`` as a finite number of seconds of at least ``minimum``: a wait that may be zero, an interval.
+
+    >>> check_seconds("0", "min_wave_seconds", minimum=0)
+    0.0
+    """
     return _seconds(value, name, minimum=minimum, inclusive=True)
 
 

@@ -404,6 +404,7 @@ def main() -> int:
     )
     print(f"work folder: {workdir}")
     results: dict[str, Measured] = {}
+    mapped_conf = {"requests_path": str(dataset), "rows": options.mapped_rows}
     try:
         with emulator_process(generation_seconds=GENERATION_SECONDS) as emulator:
             with deployment_for(workdir / "airflow-default", emulator, options) as deployment:
@@ -414,7 +415,7 @@ def main() -> int:
                         deployment,
                         emulator,
                         MAPPED_DAG,
-                        {"requests_path": str(dataset), "rows": options.mapped_rows},
+                        mapped_conf,
                         options.mapped_rows,
                     )
                 results["batch"] = run_once(
@@ -433,7 +434,7 @@ def main() -> int:
                         deployment,
                         emulator,
                         MAPPED_DAG,
-                        {"requests_path": str(dataset), "rows": options.mapped_rows},
+                        mapped_conf,
                         options.mapped_rows,
                     )
     finally:

@@ -37,12 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.api import AirflowApi, AirflowApiError
 from deploy.postgres import PostgresCluster
-from deploy.processes import LOOPBACK, DeploymentError, ManagedProcess, free_port, tail, wait_until
+from deploy.processes import LOOPBACK, DeploymentError, ManagedProcess, StartStop, free_port, tail, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from types import TracebackType
-    from typing import Self
 
 ADMIN_USER = "admin"
 STARTUP_TIMEOUT_SECONDS = 120.0
@@ -67,7 +65,7 @@ def _parse_time(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-class AirflowDeployment:
+class AirflowDeployment(StartStop):
     """Airflow's components as separate processes sharing one home, one metadata DB and one API server.
 
     :param home: a fresh directory for ``AIRFLOW_HOME`` (the config, logs, a SQLite DB); kept afterwards.
@@ -141,19 +139,6 @@ class AirflowDeployment:
         return self.home / "logs"
 
     # -- lifecycle ----------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start everything; components of different kinds start side by side to save time."""

@@ -43,13 +43,9 @@ import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from deploy.processes import LOOPBACK, DeploymentError, _process_table, free_port, tail, wait_until
-
-if TYPE_CHECKING:
-    from types import TracebackType
-    from typing import Self
+from deploy.processes import LOOPBACK, DeploymentError, StartStop, _process_table, free_port, tail, wait_until
 
 SERVER_BINARIES = "/usr/lib/postgresql/*/bin"
 CLUSTER_PREFIX = "infinityblue-pg-"
@@ -158,7 +154,7 @@ def sweep_abandoned_clusters(parent: Path = CLUSTER_PARENT) -> list[Path]:
     return swept
 
 
-class PostgresCluster:
+class PostgresCluster(StartStop):
     """A PostgreSQL server on 127.0.0.1 with one database, from ``start()`` (or ``with``) until ``stop()``.
 
     :param database: the database created for the caller, and the name of its user.
@@ -226,19 +222,6 @@ class PostgresCluster:
         return self._process is not None and self._process.poll() is None
 
     # -- lifecycle ------------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Sweep abandoned clusters, then create this one, start its server and create the database."""

@@ -21,12 +21,38 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from types import TracebackType
+    from typing import Self
 
 LOOPBACK = "127.0.0.1"
 
 
 class DeploymentError(RuntimeError):
     """A component did not start, stopped on its own, or something did not happen in time."""
+
+
+class StartStop:
+    """Something a ``with`` block starts and always stops: also when starting fails half-way, so that what
+    did start (a server, a process) is not left behind."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def free_port() -> int:

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
-from urllib.parse import urlsplit
 
+from airflow_provider_infinityblue.batch.storage import storage_path
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 
 if TYPE_CHECKING:
@@ -80,14 +80,12 @@ def write_manifest(location: str, entries: Iterable[ManifestEntry], *, conn_id: 
     destination and renamed over it; an object store publishes an object only once its upload completes.
     """
     content = render_manifest(sorted(entries, key=lambda entry: entry.row))
-    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
     try:
-        if scheme in ("", "file", "local"):
-            _write_local(_local(location, scheme), content)
+        path = storage_path(location, conn_id)
+        if isinstance(path, Path):
+            _write_local(path, content)
         else:
-            from airflow.sdk import ObjectStoragePath
-
-            ObjectStoragePath(location, conn_id=conn_id).write_bytes(content)
+            path.write_bytes(content)
     except (OSError, ValueError, ImportError) as error:
         raise InfinityBlueConfigurationError(f"Cannot write the batch manifest to {location}: {error}") from error
     return hashlib.sha256(content).hexdigest()
@@ -97,20 +95,11 @@ def read_manifest(
     location: str, *, conn_id: str | None = None, expect_sha256: str | None = None
 ) -> dict[int, ManifestEntry] | None:
     """The manifest at ``location`` by row, or ``None`` when there is none (or not the one ``expect_sha256`` names)."""
-    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
     try:
-        if scheme in ("", "file", "local"):
-            path = _local(location, scheme)
-            if not path.exists():
-                return None
-            content = path.read_bytes()
-        else:
-            from airflow.sdk import ObjectStoragePath
-
-            remote = ObjectStoragePath(location, conn_id=conn_id)
-            if not remote.exists():
-                return None
-            content = remote.read_bytes()
+        path = storage_path(location, conn_id)
+        if not path.exists():
+            return None
+        content = path.read_bytes()
     except (OSError, ValueError, ImportError) as error:
         raise InfinityBlueConfigurationError(f"Cannot read the batch manifest at {location}: {error}") from error
     if expect_sha256 is not None and hashlib.sha256(content).hexdigest() != expect_sha256:
@@ -127,10 +116,6 @@ def read_manifest(
             ) from error
         entries[entry.row] = entry
     return entries
-
-
-def _local(location: str, scheme: str) -> Path:
-    return Path(urlsplit(location).path if scheme else location).expanduser().absolute()
 
 
 def _write_local(path: Path, content: bytes) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from airflow_provider_infinityblue.batch.storage import storage_path
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError, InfinityBlueValidationError
 from airflow_provider_infinityblue.models import DEFAULT_MODEL, GenerationRequest
 
@@ -117,21 +118,19 @@ def read_rows(
         raise InfinityBlueConfigurationError(
             f"requests_path must name a .jsonl, .ndjson or .csv file, got {requests_path!r}"
         )
-    with open_text(requests_path, conn_id) as text:
+    with _open_text(requests_path, conn_id) as text:
         # Line by line through readline: Airflow 3.0 wraps object storage files in a class that is not iterable.
         lines = iter(text.readline, "")
         yield from (_jsonl_rows(lines) if suffix in JSONL_SUFFIXES else _csv_rows(lines))
 
 
-def open_text(location: str, conn_id: str | None, mode: str = "r") -> IO[str]:
-    """``location`` opened as UTF-8 text: a local path, a ``file://`` URL, or an object storage URL."""
-    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
+def _open_text(location: str, conn_id: str | None) -> IO[str]:
+    """``location`` opened for reading as UTF-8 text: a local path, a ``file://`` URL, or an object storage URL."""
     try:
-        if not scheme:
-            return Path(location).expanduser().open(mode, encoding="utf-8", newline="" if mode == "r" else None)
-        from airflow.sdk import ObjectStoragePath
-
-        return ObjectStoragePath(location, conn_id=conn_id).open(mode, encoding="utf-8")  # type: ignore[no-any-return]
+        path = storage_path(location, conn_id)
+        if isinstance(path, Path):
+            return path.open(encoding="utf-8", newline="")  # newline="": the csv module reads line ends itself
+        return path.open("r", encoding="utf-8")  # type: ignore[no-any-return]
     except (OSError, ValueError, ImportError) as error:
         raise InfinityBlueConfigurationError(f"Cannot open {location}: {error}") from error
 

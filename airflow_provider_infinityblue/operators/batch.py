@@ -36,13 +36,14 @@ from airflow_provider_infinityblue.exceptions import (
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.triggers.batch import DEFAULT_POLLS_PER_SECOND, InfinityBlueBatchTrigger
 from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE
-from airflow_provider_infinityblue.version_compat import default_deferrable
+from airflow_provider_infinityblue.version_compat import conf, default_deferrable
 from airflow_provider_infinityblue.wait import (
     DEFAULT_NOT_FOUND_GRACE,
     POLL_JITTER,
     GenerationOutcome,
     check_poll_interval,
     check_positive_seconds,
+    check_seconds,
 )
 
 if TYPE_CHECKING:
@@ -226,14 +227,15 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             )
             self.max_failed_rows = _failure_budget(max_failed_rows)
             self.min_wave_seconds = (
-                resume_lag() if min_wave_seconds is None else _seconds_or_zero(min_wave_seconds, "min_wave_seconds")
+                resume_lag()
+                if min_wave_seconds is None
+                else check_seconds(min_wave_seconds, "min_wave_seconds", minimum=0)
             )
         except ValueError as error:
             raise ValueError(f"{self.task_id}: {error}") from None
         if on_invalid_row not in ON_INVALID_ROW:
             raise ValueError(f"{self.task_id}: on_invalid_row must be one of {ON_INVALID_ROW}, got {on_invalid_row!r}")
         self.on_invalid_row = on_invalid_row
-        self._stop: InfinityBlueError | None = None  # a refusal that ends the try (a bad key), once recorded
 
     @property
     def in_flight_cap(self) -> int:
@@ -264,7 +266,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         try:
             rows = self._rows()
-            ledger = BatchLedger(context.get("task_state_store") if self.durable else None)
+            ledger = self._ledger(context)
             if not ledger.durable and self.durable:
                 self.log.warning(
                     "This Airflow has no task state store (it needs 3.3+): a retry of this task submits every "
@@ -292,7 +294,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                     "there?). Stopping; a retry resumes from what each row's submission recorded."
                 )
             in_flight = [dict(values) for values in event.get("in_flight") or []]
-            ledger = BatchLedger(context.get("task_state_store") if self.durable else None)
+            ledger = self._ledger(context)
             return self._waves(context, rows, ledger, entries, in_flight, finished=event["finished"])
         finally:
             self.hook.close()
@@ -313,12 +315,15 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             self._record_finished(entries, finished)
             self._save_videos(context, entries, [values["row"] for values in finished])
             over_budget = self._failed(entries) > self._allowed_failures(rows.total)
+            stop = None
             if not over_budget:
-                in_flight += self._submit(entries, by_index, ledger, slots=self.in_flight_cap - len(in_flight),
-                                          waiting=bool(in_flight))  # fmt: skip
+                submitted, stop = self._submit(
+                    entries, by_index, ledger, slots=self.in_flight_cap - len(in_flight), waiting=bool(in_flight)
+                )
+                in_flight += submitted
             sha256 = self._write_manifest(entries, ledger)
-            if self._stop is not None:
-                raise self._stop
+            if stop is not None:
+                raise stop
             if not in_flight:
                 return self._finish(entries, rows)
             trigger = self._trigger(in_flight, more_to_submit=not over_budget and self._pending(entries) > 0)
@@ -446,11 +451,16 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         *,
         slots: int,
         waiting: bool,
-    ) -> list[dict[str, Any]]:
-        """POST the next pending rows, in input order, into ``slots`` free places at the API."""
+    ) -> tuple[list[dict[str, Any]], InfinityBlueError | None]:
+        """POST the next pending rows, in input order, into ``slots`` free places at the API.
+
+        Returns the rows submitted, and the refusal that ends the try (a bad key), which the caller raises
+        once the manifest records the rows already in flight.
+        """
         pending = sorted(index for index, entry in entries.items() if entry.status == "pending")
         pace = RequestPace(self.max_submissions_per_second)
         submitted: list[dict[str, Any]] = []
+        stop: InfinityBlueError | None = None
         attempts = 0
         position = 0
         while position < len(pending) and len(submitted) < slots:
@@ -470,7 +480,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                 InfinityBlueConfigurationError,
             ) as error:
                 ledger.forget(row.index)  # refused before any generation was made: no row is at fault
-                self._stop = error  # raised once the manifest records the rows already in flight
+                stop = error
                 break
             except InfinityBlueError as error:  # provably not taken (429, the API unreachable): try again later
                 ledger.forget(row.index)
@@ -497,7 +507,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             self.log.info(
                 "Submitted %d rows (rows %d to %d)", len(submitted), submitted[0]["row"], submitted[-1]["row"]
             )
-        return submitted
+        return submitted, stop
 
     def _record_finished(self, entries: dict[int, ManifestEntry], finished: list[dict[str, Any]]) -> None:
         now = utc_iso(time.time())
@@ -595,6 +605,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             defaults=self.defaults,
         )
 
+    def _ledger(self, context: Context) -> BatchLedger:
+        return BatchLedger(context.get("task_state_store") if self.durable else None)
+
     def _allowed_failures(self, total: int) -> int:
         if isinstance(self.max_failed_rows, float):
             return math.floor(self.max_failed_rows * total)
@@ -632,8 +645,6 @@ def resume_lag() -> float:
     the running wave ("the task instance's state attribute is running"). Waiting this long, plus a
     margin for the scheduler's loop, keeps the two apart; a wave usually lasts longer anyway.
     """
-    from airflow_provider_infinityblue.version_compat import conf
-
     return conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0) + RESUME_MARGIN_SECONDS
 
 
@@ -645,12 +656,6 @@ def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
-
-
-def _seconds_or_zero(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number of seconds, at least 0, got {value!r}")
-    return float(value)
 
 
 def _failure_budget(value: object) -> int | float:

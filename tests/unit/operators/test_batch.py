@@ -50,10 +50,8 @@ def accept_all(requests_mock, store: MemoryTaskStateStore | None = None) -> list
 
     def answer(request, context) -> dict[str, Any]:
         number = len(seen)
-        if store is not None:
-            seen.append({key: value for key, value in store.values.items() if key.startswith(ROW_KEY_PREFIX)})
-        else:
-            seen.append({})
+        records = store.values.items() if store is not None else ()
+        seen.append({key: value for key, value in records if key.startswith(ROW_KEY_PREFIX)})
         return {"task_id": f"g{number}", "status": "queued"}
 
     requests_mock.post(SUBMIT_URL, json=answer)
