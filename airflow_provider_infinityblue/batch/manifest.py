@@ -18,14 +18,14 @@ import os
 import secrets
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from airflow_provider_infinityblue.batch.storage import storage_path
+from airflow_provider_infinityblue.batch.storage import local_path, storage_path
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
 RowStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped", "invalid", "timeout"]
 """``pending`` and ``running`` appear only while the batch runs, or after it stopped early."""
@@ -81,11 +81,11 @@ def write_manifest(location: str, entries: Iterable[ManifestEntry], *, conn_id: 
     """
     content = render_manifest(sorted(entries, key=lambda entry: entry.row))
     try:
-        path = storage_path(location, conn_id)
-        if isinstance(path, Path):
-            _write_local(path, content)
+        local = local_path(location)
+        if local is not None:
+            _write_local(local, content)
         else:
-            path.write_bytes(content)
+            storage_path(location, conn_id).write_bytes(content)
     except (OSError, ValueError, ImportError) as error:
         raise InfinityBlueConfigurationError(f"Cannot write the batch manifest to {location}: {error}") from error
     return hashlib.sha256(content).hexdigest()

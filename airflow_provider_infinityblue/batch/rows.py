@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_infinityblue.batch.storage import storage_path
+from airflow_provider_infinityblue.batch.storage import local_path, storage_path
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError, InfinityBlueValidationError
 from airflow_provider_infinityblue.models import DEFAULT_MODEL, GenerationRequest
 
@@ -127,10 +127,10 @@ def read_rows(
 def _open_text(location: str, conn_id: str | None) -> IO[str]:
     """``location`` opened for reading as UTF-8 text: a local path, a ``file://`` URL, or an object storage URL."""
     try:
-        path = storage_path(location, conn_id)
-        if isinstance(path, Path):
-            return path.open(encoding="utf-8", newline="")  # newline="": the csv module reads line ends itself
-        return path.open("r", encoding="utf-8")  # type: ignore[no-any-return]
+        local = local_path(location)
+        if local is not None:
+            return local.open(encoding="utf-8", newline="")  # newline="": the csv module reads line ends itself
+        return storage_path(location, conn_id).open("r", encoding="utf-8")  # type: ignore[no-any-return]
     except (OSError, ValueError, ImportError) as error:
         raise InfinityBlueConfigurationError(f"Cannot open {location}: {error}") from error
 
