@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.exceptions import AirflowException
 
 from airflow_provider_infinityblue.retry import parse_retry_after
+from airflow_provider_infinityblue.transport import REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-REQUEST_ID_HEADER = "x-request-id"
 _SNIPPET_CHARS = 200
 
 
@@ -307,6 +307,30 @@ class InfinityBlueBatchError(InfinityBlueError):
 
     The manifest is written before it is raised, so every row's outcome can be read there.
     """
+
+
+class InfinityBlueDownloadError(InfinityBlueError):
+    """A video could not be downloaded or saved; ``transient`` ones are worth another attempt."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.transient = transient
+        self.status_code = status_code
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class InfinityBlueDownloadRefusedError(InfinityBlueDownloadError):
+    """The download was refused by this provider's checks: URL scheme, address, redirects, size or content type."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
 
 
 def restore_error(

@@ -27,12 +27,19 @@ import time
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_infinityblue import __version__
+
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Iterator
 
     import requests
     import urllib3
+
+USER_AGENT = f"airflow-provider-infinityblue/{__version__}"
+"""Sent with every request the provider makes, to the API and to video hosts."""
+REQUEST_ID_HEADER = "x-request-id"
+"""The header in which the API names each answer, for InfinityBlue support."""
 
 LAST_LOOK_SECONDS = 1.0
 """The least time an answer gets, even when asked for at or after the caller's deadline.

@@ -21,10 +21,10 @@ from airflow_provider_infinityblue.emulator.control import CONTROL_PREFIX, add_c
 from airflow_provider_infinityblue.emulator.keys import EMULATOR_STATE, REQUEST_ID, STARTED_AT
 from airflow_provider_infinityblue.emulator.settings import EmulatorSettings
 from airflow_provider_infinityblue.emulator.state import EmulatorState
+from airflow_provider_infinityblue.transport import REQUEST_ID_HEADER
 
 logger = logging.getLogger("infinityblue.emulator")
 
-REQUEST_ID_HEADER = "x-request-id"
 # Bodies are read by the handlers with the emulator's own limit (--max-body-mb) so that a
 # too-large body gets the API's JSON 413; aiohttp's own limit must never come first.
 _NO_AIOHTTP_BODY_LIMIT = 2**62

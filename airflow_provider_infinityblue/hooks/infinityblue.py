@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_infinityblue import DEFAULT_BASE_URL, __version__, get_provider_info
+from airflow_provider_infinityblue import DEFAULT_BASE_URL, get_provider_info
 from airflow_provider_infinityblue.exceptions import (
     InfinityBlueAmbiguousSubmitError,
     InfinityBlueAPIError,
@@ -40,6 +40,8 @@ from airflow_provider_infinityblue.models import (
 )
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.transport import (
+    REQUEST_ID_HEADER,
+    USER_AGENT,
     answer_deadline,
     answer_timeout,
     enforce_deadline,
@@ -58,7 +60,6 @@ if TYPE_CHECKING:
 
 GENERATIONS_PATH = "/v1/video/generations"
 _SINGLE_LOOK = RetryPolicy(max_attempts=1)
-USER_AGENT = f"airflow-provider-infinityblue/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -528,7 +529,7 @@ class InfinityBlueHook(BaseHook):
                 f"The InfinityBlue API answered {method} {path} with a body that is not JSON: "
                 f"{scrub(content[:200].decode('utf-8', 'replace'), (settings.api_key,))!r}",
                 status_code=status,
-                request_id=headers.get("x-request-id"),
+                request_id=headers.get(REQUEST_ID_HEADER),
             ) from None
 
     def _delay_before_retry(

@@ -1,18 +1,11 @@
-"""Saving a finished video from its URL to a local file or to object storage, safely.
+"""The resumable HTTP transfer of one video URL into one open file.
 
-A video URL usually points at a third-party CDN, often as a signed URL whose query
-string is a secret. So the download uses a session of its own that never sends
-credentials, accepts only http(s) (checked again on every redirect hop, which it
-follows itself), refuses answers that are not videos or are too large, and never
-logs or raises a URL with its query string.
-
-The body is streamed in chunks to a temporary file, so memory stays constant whatever
-the size; transient failures are retried with :class:`~airflow_provider_infinityblue.retry.RetryPolicy`,
-resuming with a ``Range`` request when the server allows it. ``read_timeout`` bounds a stall
-(no byte for that long fails the attempt), ``timeout`` the whole download: a host that
-trickles bytes cannot hold a worker past it. Only a complete video
-reaches the destination: a local one by an atomic rename of a temporary file beside it,
-an object storage one by an upload that starts once the download is complete.
+The body is streamed in chunks, so memory stays constant whatever the size; transient
+failures are retried with :class:`~airflow_provider_infinityblue.retry.RetryPolicy`,
+resuming with a ``Range`` request when the server allows it. ``read_timeout`` bounds a
+stall (no byte for that long fails the attempt), ``timeout`` the whole transfer: a host
+that trickles bytes cannot hold a worker past it. The session sends no credentials, and
+redirects are followed here, hop by hop, so that each one is checked.
 """
 
 from __future__ import annotations
@@ -20,95 +13,31 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import os
 import re
-import secrets
-import tempfile
 import time
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
-from airflow_provider_infinityblue.exceptions import InfinityBlueError, parse_error_body
-from airflow_provider_infinityblue.hooks.infinityblue import USER_AGENT
+from airflow_provider_infinityblue.download.safety import QUERY_IN_TEXT, check_scheme, redact_url
+from airflow_provider_infinityblue.exceptions import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError
 from airflow_provider_infinityblue.retry import RetryPolicy, parse_retry_after
-from airflow_provider_infinityblue.transport import enforce_deadline, new_session, request_timeouts
+from airflow_provider_infinityblue.transport import USER_AGENT, enforce_deadline, new_session, request_timeouts
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
     import requests
-    from airflow.sdk import ObjectStoragePath
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_ALLOWED_CONTENT_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 DEFAULT_TIMEOUT = 3600.0
 MAX_REDIRECTS = 10
-ALLOWED_SCHEMES = ("http", "https")
-LOCAL_SCHEMES = ("file", "local")
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PROGRESS_LOG_SECONDS = 30.0
-_ERROR_BODY_BYTES = 4096
-# Everything from a "?" to the next blank or quote: the query strings that requests and
-# urllib3 put in their exception messages, and that error pages sometimes echo.
-_QUERY_IN_TEXT = re.compile(r"\?[^\s'\"<>)]*")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-# Where the filesystem for an object storage scheme comes from, for the error when it is missing.
-_FILESYSTEM_PACKAGES = {
-    "s3": "apache-airflow-providers-amazon[s3fs]",
-    "gs": "apache-airflow-providers-google",
-    "gcs": "apache-airflow-providers-google",
-    "abfs": "apache-airflow-providers-microsoft-azure",
-    "abfss": "apache-airflow-providers-microsoft-azure",
-    "az": "apache-airflow-providers-microsoft-azure",
-}
-
-
-class InfinityBlueDownloadError(InfinityBlueError):
-    """A video could not be downloaded or saved; ``transient`` ones are worth another attempt."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        transient: bool = False,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.transient = transient
-        self.status_code = status_code
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class InfinityBlueDownloadRefusedError(InfinityBlueDownloadError):
-    """The download was refused by this provider's checks: URL scheme, redirects, size or content type."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, transient=False)
-
-
-def redact_url(url: str) -> str:
-    """``url`` fit for a log or an error: no query string, fragment or credentials.
-
-    Signed URLs carry their signature, and sometimes a token, in the query string.
-
-    >>> redact_url("https://user:pw@cdn.example.com/v/1.mp4?X-Amz-Signature=abc#t=3")
-    'https://cdn.example.com/v/1.mp4?…'
-    >>> redact_url("http://127.0.0.1:8089/videos/t1.mp4")
-    'http://127.0.0.1:8089/videos/t1.mp4'
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<an unparsable URL>"
-    host = parts.netloc.rpartition("@")[2]
-    hidden = "?…" if parts.query else ""
-    return f"{parts.scheme}://{host}{parts.path}{hidden}" if parts.scheme else f"{host}{parts.path}{hidden}"
 
 
 def content_type_allowed(content_type: str, allowed: Sequence[str]) -> bool:
@@ -166,186 +95,26 @@ class DownloadSettings:
             )
 
 
-@dataclass(frozen=True)
-class DownloadedVideo:
-    """Where a video was saved, how large it is and its SHA-256 (hex)."""
-
-    destination: str
-    size_bytes: int
-    sha256: str
-    content_type: str
-
-
-class _Logger(Protocol):
+class Logger(Protocol):
     def info(self, msg: str, /, *args: Any) -> Any: ...
     def warning(self, msg: str, /, *args: Any) -> Any: ...
 
 
-def download_video(
-    url: str,
-    destination: str,
-    *,
-    destination_conn_id: str | None = None,
-    settings: DownloadSettings | None = None,
-    logger: _Logger,
-) -> DownloadedVideo:
-    """Save the video at ``url`` to ``destination``, a local path or an object storage URL.
-
-    ``destination`` names the file: a path (missing parent directories are created),
-    a ``file://`` URL, or any URL that Airflow's ``ObjectStoragePath`` can write to with
-    the filesystems installed (``s3://``, ``gs://``, ...), with ``destination_conn_id``
-    as its connection. Raises :class:`InfinityBlueDownloadError` and leaves nothing at
-    the destination when the video cannot be saved whole.
-    """
-    settings = settings or DownloadSettings()
-    if not isinstance(url, str) or not url.strip():
-        raise InfinityBlueDownloadRefusedError(f"The video URL must be a non-empty string, got {type(url).__name__}")
-    if not isinstance(destination, str) or not destination.strip():
-        raise InfinityBlueDownloadRefusedError(
-            f"The destination must be a non-empty path or URL, got {type(destination).__name__}"
-        )
-    url, destination = url.strip(), destination.strip()
-    _check_scheme(url)
-    scheme = urlsplit(destination).scheme.lower() if "://" in destination else ""
-    if not scheme or scheme in LOCAL_SCHEMES:
-        local = _local_path(destination, scheme)
-        saved = _download_to_local_file(url, local, settings, logger)
-        # A file:// URL is handed on as given; a plain path as an absolute one, since a relative
-        # path means little to downstream tasks that run in another directory.
-        return replace(saved, destination=destination) if scheme else saved
-    target = _object_storage_path(destination, destination_conn_id)
-    return _download_to_object_storage(url, target, destination, settings, logger)
-
-
-# -- destinations ---------------------------------------------------------------------------
-
-
-def _local_path(destination: str, scheme: str) -> Path:
-    if scheme:
-        from airflow.sdk import ObjectStoragePath
-
-        path = Path(ObjectStoragePath(destination).path)
-    else:
-        path = Path(destination).expanduser()
-    if destination.endswith(("/", os.sep)) or path.is_dir():
-        raise InfinityBlueDownloadRefusedError(
-            f"The destination {destination!r} is a directory: name the file, e.g. {destination.rstrip('/')}/video.mp4"
-        )
-    return path.absolute()
-
-
-def _object_storage_path(destination: str, conn_id: str | None) -> ObjectStoragePath:
-    from airflow.sdk import ObjectStoragePath
-
-    scheme = urlsplit(destination).scheme.lower()
-    try:
-        path = ObjectStoragePath(destination, conn_id=conn_id)
-        path.fs  # noqa: B018  # resolved now, so that a missing backend fails before a long download
-    except (ValueError, ImportError) as error:
-        package = _FILESYSTEM_PACKAGES.get(scheme)
-        hint = f" Install {package} on the workers." if package else ""
-        raise InfinityBlueDownloadError(
-            f"Cannot write to {scheme}:// destinations in this Airflow: {error}.{hint}"
-        ) from error
-    if destination.endswith("/") or not path.key:
-        raise InfinityBlueDownloadRefusedError(
-            f"The destination {destination!r} names no file: give the full object name, "
-            f"e.g. {destination.rstrip('/')}/video.mp4"
-        )
-    return path
-
-
-def _download_to_local_file(url: str, path: Path, settings: DownloadSettings, logger: _Logger) -> DownloadedVideo:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InfinityBlueDownloadError(f"Cannot create the directory of {path}: {error}") from error
-    logger.info("Downloading the video at %s to %s", redact_url(url), path)
-    try:
-        # Created beside the destination, so that the final rename stays on one filesystem and is atomic.
-        with _temporary_file(path.parent, f".{path.name[:180]}.", mode=0o666) as (temporary, file):
-            streamed = _Transfer(url, file, settings, logger).run()
-            file.flush()
-            os.fsync(file.fileno())
-            os.replace(temporary, path)
-    except OSError as error:
-        raise InfinityBlueDownloadError(f"Could not save the video to {path}: {error}") from error
-    saved = DownloadedVideo(str(path), streamed.size_bytes, streamed.sha256, streamed.content_type)
-    logger.info("Saved %s (%d bytes, sha256 %s)", path, saved.size_bytes, saved.sha256)
-    return saved
-
-
-def _download_to_object_storage(
-    url: str, target: ObjectStoragePath, destination: str, settings: DownloadSettings, logger: _Logger
-) -> DownloadedVideo:
-    logger.info("Downloading the video at %s to %s (through a local temporary file)", redact_url(url), destination)
-    fs, remote_path = target.fs, target.path
-    try:
-        with _temporary_file(Path(tempfile.gettempdir()), "infinityblue-video-", mode=0o600) as (temporary, file):
-            streamed = _Transfer(url, file, settings, logger).run()
-            file.close()
-            # Uploaded in one call only now that the video is complete: object stores publish an
-            # object when its upload completes, so a failure leaves no partial object behind.
-            fs.put_file(str(temporary), remote_path)
-            uploaded = fs.size(remote_path)
-    except OSError as error:
-        raise InfinityBlueDownloadError(f"Could not save the video to {destination}: {error}") from error
-    if uploaded != streamed.size_bytes:
-        _remove_quietly(fs, remote_path)
-        raise InfinityBlueDownloadError(
-            f"The upload to {destination} stored {uploaded} bytes instead of {streamed.size_bytes}; it was removed."
-        )
-    saved = DownloadedVideo(destination, streamed.size_bytes, streamed.sha256, streamed.content_type)
-    logger.info("Saved %s (%d bytes, sha256 %s)", destination, saved.size_bytes, saved.sha256)
-    return saved
-
-
-def _remove_quietly(fs: Any, remote_path: str) -> None:
-    # The error about the size mismatch is the one worth raising, not one from this clean-up.
-    with suppress(OSError):
-        fs.rm_file(remote_path)
-
-
-@contextmanager
-def _temporary_file(directory: Path, prefix: str, *, mode: int) -> Iterator[tuple[Path, BinaryIO]]:
-    """A new, empty file in ``directory``, removed on the way out unless it was renamed away.
-
-    ``mode`` is filtered by the umask, so a video renamed into place gets the permissions
-    of any other new file there, not the 0600 of ``tempfile``.
-    """
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        path = directory / f"{prefix}{secrets.token_hex(6)}.part"
-        try:
-            descriptor = os.open(path, flags, mode)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(descriptor, "w+b") as file:
-            yield path, file
-    finally:
-        path.unlink(missing_ok=True)
-
-
-# -- HTTP -----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class _Streamed:
+class Streamed:
     size_bytes: int
     sha256: str
     content_type: str
 
 
-class _Transfer:
+class Transfer:
     """Streams one URL into one file, over as many attempts as the retry policy allows.
 
     Bytes already in the file are kept across attempts when the server honours a ``Range``
     request for the same version of the video; otherwise the file starts over.
     """
 
-    def __init__(self, url: str, file: BinaryIO, settings: DownloadSettings, logger: _Logger) -> None:
+    def __init__(self, url: str, file: BinaryIO, settings: DownloadSettings, logger: Logger) -> None:
         self.url = url
         self.file = file
         self.settings = settings
@@ -359,14 +128,14 @@ class _Transfer:
         self._last_progress = time.monotonic()
         self.deadline = self._last_progress + settings.timeout  # a time.monotonic() instant
 
-    def run(self) -> _Streamed:
+    def run(self) -> Streamed:
         policy = self.settings.retry
         session = _new_session()
         try:
             for attempt in itertools.count(1):
                 try:
                     self._attempt(session)
-                    return _Streamed(self.written, self.hasher.hexdigest(), self.content_type)
+                    return Streamed(self.written, self.hasher.hexdigest(), self.content_type)
                 except InfinityBlueDownloadError as error:
                     delay = policy.delay_before_retry(error, attempt)
                     if delay is not None and time.monotonic() + delay >= self.deadline:
@@ -426,7 +195,7 @@ class _Transfer:
                 headers["If-Range"] = self.validator
         url, previous, hops = self.url, None, 0
         while True:
-            _check_scheme(url, redirected_from=previous)
+            check_scheme(url, redirected_from=previous)
             try:
                 response = session.get(
                     url,
@@ -573,32 +342,9 @@ def _without_credentials(request: requests.PreparedRequest) -> requests.Prepared
     return request
 
 
-def _check_scheme(url: str, *, redirected_from: str | None = None) -> None:
-    try:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme.lower(), parts.hostname
-    except ValueError:
-        scheme, host = "", None
-    if scheme in ALLOWED_SCHEMES and host:
-        return
-    if scheme in ALLOWED_SCHEMES:
-        reason = "a URL without a host"
-    else:
-        reason = f"a {scheme}:// URL" if scheme else "not an absolute URL"
-    if redirected_from:
-        raise InfinityBlueDownloadRefusedError(
-            f"Refusing to follow the redirect from {redact_url(redirected_from)} to {redact_url(url)}: "
-            f"it is {reason}, and only http:// and https:// video URLs are downloaded"
-        )
-    raise InfinityBlueDownloadRefusedError(
-        f"Refusing to download {redact_url(url)}: it is {reason}; only http:// and https:// video URLs are downloaded"
-    )
-
-
 def _status_error(response: requests.Response, url: str) -> InfinityBlueDownloadError:
     status = response.status_code
-    detail = _error_detail(response)
-    message = f"The video host answered HTTP {status} to GET {redact_url(url)}: {detail}"
+    message = f"The video host answered HTTP {status} ({_describe(response)}) to GET {redact_url(url)}"
     if status == 429 or status >= 500 or status == 408:
         # CDNs send Retry-After with 503s too, not only with 429s.
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -620,30 +366,28 @@ def _content_type_refusal(
     response: requests.Response, url: str, content_type: str, allowed: Sequence[str]
 ) -> InfinityBlueDownloadRefusedError:
     media = content_type.split(";")[0].strip().lower()
+    described = f"HTTP {response.status_code}, {_describe(response)}"
     if media == "text/html":
         return InfinityBlueDownloadRefusedError(
-            f"Refusing to save the answer of {redact_url(url)}: it is an HTML page (text/html), not a video. "
-            f"An expired signed URL, or a link to a web page instead of the file, answers like this "
-            f"({_error_detail(response)})."
+            f"Refusing to save the answer of {redact_url(url)}: it is an HTML page ({described}), not a video. "
+            "An expired signed URL, or a link to a web page instead of the file, answers like this."
         )
-    detail = f" ({_error_detail(response)})" if media.startswith("text/") or media.endswith(("json", "xml")) else ""
     return InfinityBlueDownloadRefusedError(
-        f"Refusing to save the answer of {redact_url(url)}: its Content-Type is "
-        f"{media or 'missing'!r}, not one of allowed_content_types {tuple(allowed)!r}{detail}"
+        f"Refusing to save the answer of {redact_url(url)} ({described}): its Content-Type is not one of "
+        f"allowed_content_types {tuple(allowed)!r}"
     )
 
 
-def _error_detail(response: requests.Response) -> str:
-    """A short, readable excerpt of an answer that is not the video, with no query strings in it."""
-    import requests
+def _describe(response: requests.Response) -> str:
+    """An answer that is not the video, by its type and size only (its status is quoted beside).
 
-    try:
-        body = next(response.iter_content(chunk_size=_ERROR_BODY_BYTES), b"")
-    except requests.RequestException:
-        body = b""
-    code, message = parse_error_body(body[:_ERROR_BODY_BYTES], response.headers.get("Content-Type", ""))
-    text = f"{message} (code {code!r})" if code else message or "(empty body)"
-    return _QUERY_IN_TEXT.sub("?…", text)
+    Its body is never read: a host that answers with something other than the video may be
+    an internal service, and its body (credentials, a metadata document) must not reach a log.
+    """
+    media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    size = _int_header(response.headers.get("Content-Length"))
+    shown_type = media[:80] if media else "no Content-Type"
+    return f"{shown_type}, " + (f"{size} bytes" if size is not None else "size unknown")
 
 
 def _network_error(error: requests.RequestException, url: str, when: str) -> InfinityBlueDownloadError:
@@ -660,7 +404,7 @@ def _network_error(error: requests.RequestException, url: str, when: str) -> Inf
             requests.exceptions.ContentDecodingError,
         ),
     )
-    detail = _QUERY_IN_TEXT.sub("?…", f"{type(error).__name__}: {error}")
+    detail = QUERY_IN_TEXT.sub("?…", f"{type(error).__name__}: {error}")
     return InfinityBlueDownloadError(
         f"Could not download {redact_url(url)} ({when}): {detail}", transient=not permanent
     )

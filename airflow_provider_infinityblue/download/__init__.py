@@ -1,0 +1,90 @@
+"""Saving a finished video from its URL to a local file or to object storage, safely.
+
+One file per concept:
+
+- :mod:`.safety`: which URLs and addresses may be fetched, and how a URL is quoted;
+- :mod:`.transfer`: the resumable, deadline-bound HTTP transfer of one URL into one file;
+- :mod:`.destinations`: the atomic rename into a local path, or the upload to object storage.
+
+:func:`download_video` puts them together; it is what the download operator and the
+batch operator call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from airflow_provider_infinityblue.download.destinations import (
+    LOCAL_SCHEMES,
+    DownloadedVideo,
+    download_to_local_file,
+    download_to_object_storage,
+    local_path,
+    object_storage_path,
+)
+from airflow_provider_infinityblue.download.safety import ALLOWED_SCHEMES, check_scheme, redact_url
+from airflow_provider_infinityblue.download.transfer import (
+    DEFAULT_ALLOWED_CONTENT_TYPES,
+    DEFAULT_CHUNK_BYTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TIMEOUT,
+    MAX_REDIRECTS,
+    DownloadSettings,
+    Logger,
+    content_type_allowed,
+)
+from airflow_provider_infinityblue.exceptions import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError
+
+__all__ = [
+    "ALLOWED_SCHEMES",
+    "DEFAULT_ALLOWED_CONTENT_TYPES",
+    "DEFAULT_CHUNK_BYTES",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_TIMEOUT",
+    "LOCAL_SCHEMES",
+    "MAX_REDIRECTS",
+    "DownloadSettings",
+    "DownloadedVideo",
+    "InfinityBlueDownloadError",
+    "InfinityBlueDownloadRefusedError",
+    "content_type_allowed",
+    "download_video",
+    "redact_url",
+]
+
+
+def download_video(
+    url: str,
+    destination: str,
+    *,
+    destination_conn_id: str | None = None,
+    settings: DownloadSettings | None = None,
+    logger: Logger,
+) -> DownloadedVideo:
+    """Save the video at ``url`` to ``destination``, a local path or an object storage URL.
+
+    ``destination`` names the file: a path (missing parent directories are created),
+    a ``file://`` URL, or any URL that Airflow's ``ObjectStoragePath`` can write to with
+    the filesystems installed (``s3://``, ``gs://``, ...), with ``destination_conn_id``
+    as its connection. Raises :class:`InfinityBlueDownloadError` and leaves nothing at
+    the destination when the video cannot be saved whole.
+    """
+    settings = settings or DownloadSettings()
+    if not isinstance(url, str) or not url.strip():
+        raise InfinityBlueDownloadRefusedError(f"The video URL must be a non-empty string, got {type(url).__name__}")
+    if not isinstance(destination, str) or not destination.strip():
+        raise InfinityBlueDownloadRefusedError(
+            f"The destination must be a non-empty path or URL, got {type(destination).__name__}"
+        )
+    url, destination = url.strip(), destination.strip()
+    check_scheme(url)
+    scheme = urlsplit(destination).scheme.lower() if "://" in destination else ""
+    if not scheme or scheme in LOCAL_SCHEMES:
+        local = local_path(destination, scheme)
+        saved = download_to_local_file(url, local, settings, logger)
+        # A file:// URL is handed on as given; a plain path as an absolute one, since a relative
+        # path means little to downstream tasks that run in another directory.
+        return replace(saved, destination=destination) if scheme else saved
+    target = object_storage_path(destination, destination_conn_id)
+    return download_to_object_storage(url, target, destination, settings, logger)
