@@ -2,7 +2,7 @@
 
 One file per concept:
 
-- :mod:`.safety`: which URLs and addresses may be fetched, and how a URL is quoted;
+- :mod:`.safety`: which URLs and addresses may be fetched (:class:`AddressPolicy`), and how a URL is quoted;
 - :mod:`.transfer`: the resumable, deadline-bound HTTP transfer of one URL into one file;
 - :mod:`.destinations`: the atomic rename into a local path, or the upload to object storage.
 
@@ -23,7 +23,13 @@ from airflow_provider_infinityblue.download.destinations import (
     local_path,
     object_storage_path,
 )
-from airflow_provider_infinityblue.download.safety import ALLOWED_SCHEMES, check_scheme, redact_url
+from airflow_provider_infinityblue.download.safety import (
+    ALLOWED_SCHEMES,
+    AddressPolicy,
+    address_category,
+    check_scheme,
+    redact_url,
+)
 from airflow_provider_infinityblue.download.transfer import (
     DEFAULT_ALLOWED_CONTENT_TYPES,
     DEFAULT_CHUNK_BYTES,
@@ -44,10 +50,12 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "LOCAL_SCHEMES",
     "MAX_REDIRECTS",
+    "AddressPolicy",
     "DownloadSettings",
     "DownloadedVideo",
     "InfinityBlueDownloadError",
     "InfinityBlueDownloadRefusedError",
+    "address_category",
     "content_type_allowed",
     "download_video",
     "redact_url",
@@ -60,6 +68,7 @@ def download_video(
     *,
     destination_conn_id: str | None = None,
     settings: DownloadSettings | None = None,
+    policy: AddressPolicy | None = None,
     logger: Logger,
 ) -> DownloadedVideo:
     """Save the video at ``url`` to ``destination``, a local path or an object storage URL.
@@ -69,8 +78,16 @@ def download_video(
     the filesystems installed (``s3://``, ``gs://``, ...), with ``destination_conn_id``
     as its connection. Raises :class:`InfinityBlueDownloadError` and leaves nothing at
     the destination when the video cannot be saved whole.
+
+    ``policy`` says which hosts and addresses the download (every redirect included) may
+    connect to. Without one it is the strictest: public addresses only, no trusted origin,
+    so a video on the API's own private host is refused; build it with
+    :meth:`AddressPolicy.build` from the connection's base URL (the download operator
+    does). Given, it replaces ``settings.address_policy``.
     """
     settings = settings or DownloadSettings()
+    if policy is not None:
+        settings = replace(settings, address_policy=policy)
     if not isinstance(url, str) or not url.strip():
         raise InfinityBlueDownloadRefusedError(f"The video URL must be a non-empty string, got {type(url).__name__}")
     if not isinstance(destination, str) or not destination.strip():

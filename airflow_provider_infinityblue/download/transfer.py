@@ -5,7 +5,8 @@ failures are retried with :class:`~airflow_provider_infinityblue.retry.RetryPoli
 resuming with a ``Range`` request when the server allows it. ``read_timeout`` bounds a
 stall (no byte for that long fails the attempt), ``timeout`` the whole transfer: a host
 that trickles bytes cannot hold a worker past it. The session sends no credentials, and
-redirects are followed here, hop by hop, so that each one is checked.
+redirects are followed here, hop by hop, so that each one is checked: its scheme, and the
+addresses it reaches (see :class:`~airflow_provider_infinityblue.download.safety.AddressPolicy`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urljoin
 
-from airflow_provider_infinityblue.download.safety import QUERY_IN_TEXT, check_scheme, redact_url
+from airflow_provider_infinityblue.download.safety import (
+    QUERY_IN_TEXT,
+    AddressPolicy,
+    address_checked_adapter,
+    check_proxied_host,
+    check_scheme,
+    redact_url,
+)
 from airflow_provider_infinityblue.exceptions import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError
 from airflow_provider_infinityblue.retry import RetryPolicy, parse_retry_after
 from airflow_provider_infinityblue.transport import USER_AGENT, enforce_deadline, new_session, request_timeouts
@@ -69,7 +77,8 @@ class DownloadSettings:
 
     ``read_timeout`` is the stall limit: an attempt fails when no byte arrives for that
     many seconds. ``timeout`` bounds the whole download, every attempt and the waits
-    between them included.
+    between them included. ``address_policy`` says which hosts and addresses may be
+    connected to; the default allows public addresses only.
     """
 
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -80,6 +89,7 @@ class DownloadSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_redirects: int = MAX_REDIRECTS
     timeout: float = DEFAULT_TIMEOUT
+    address_policy: AddressPolicy = field(default_factory=AddressPolicy)
 
     def __post_init__(self) -> None:
         for name in ("max_bytes", "chunk_bytes", "connect_timeout", "read_timeout", "timeout"):
@@ -130,7 +140,7 @@ class Transfer:
 
     def run(self) -> Streamed:
         policy = self.settings.retry
-        session = _new_session()
+        session = _new_session(self.settings.address_policy)
         try:
             for attempt in itertools.count(1):
                 try:
@@ -197,6 +207,8 @@ class Transfer:
         while True:
             check_scheme(url, redirected_from=previous)
             try:
+                if _proxy_for(session, url):
+                    check_proxied_host(url, self.settings.address_policy)
                 response = session.get(
                     url,
                     headers=headers,
@@ -208,6 +220,8 @@ class Transfer:
                         read_timeout=self.settings.read_timeout,
                     ),
                 )
+            except InfinityBlueDownloadRefusedError as error:  # an address refused, before any request to it
+                raise _address_refusal(error, url, previous) from None
             except requests.RequestException as error:
                 raise _network_error(error, url, "while connecting") from error
             if response.status_code in _REDIRECT_STATUSES:
@@ -322,8 +336,11 @@ class Transfer:
             self.log.info("Downloaded %.1f MiB%s of %s", self.written / 1024**2, of_total, redact_url(self.url))
 
 
-def _new_session() -> requests.Session:
+def _new_session(policy: AddressPolicy) -> requests.Session:
     session = new_session()
+    adapter = address_checked_adapter(policy)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     session.headers.update(
         {
             "User-Agent": USER_AGENT,
@@ -335,6 +352,25 @@ def _new_session() -> requests.Session:
     # An auth of the session's own stops requests from adding credentials found in ~/.netrc.
     session.auth = _without_credentials
     return session
+
+
+def _proxy_for(session: requests.Session, url: str) -> str | None:
+    """The proxy requests will send ``url`` through (``HTTP(S)_PROXY``, ``NO_PROXY``), or None."""
+    from requests.utils import select_proxy
+
+    proxies = session.merge_environment_settings(url, {}, None, None, None)["proxies"]
+    proxy: str | None = select_proxy(url, proxies)
+    return proxy
+
+
+def _address_refusal(
+    error: InfinityBlueDownloadRefusedError, url: str, previous: str | None
+) -> InfinityBlueDownloadRefusedError:
+    if previous:
+        return InfinityBlueDownloadRefusedError(
+            f"Refusing to follow the redirect from {redact_url(previous)} to {redact_url(url)}: {error}"
+        )
+    return InfinityBlueDownloadRefusedError(f"Refusing to download {redact_url(url)}: {error}")
 
 
 def _without_credentials(request: requests.PreparedRequest) -> requests.PreparedRequest:

@@ -126,7 +126,10 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         a generation's duration: a wave's refill then takes a moment, not the length of a generation.
     :param destination: optional per-row target of each finished video (templated; then formatted
         with the row's ``key``, ``row`` and ``generation_id``: ``s3://bucket/videos/{key}.mp4``),
-        saved with the download engine, at most ``max_concurrent_downloads`` at a time.
+        saved with the download engine, at most ``max_concurrent_downloads`` at a time. Those
+        downloads reach the addresses :class:`InfinityBlueDownloadVideoOperator`'s do: public ones,
+        the origin of ``infinityblue_conn_id``'s base URL, and what its extras ``allowed_hosts`` and
+        ``allow_private_addresses`` allow.
     :param skip_existing: skip rows that already succeeded in the manifest at ``manifest_path``.
     :param max_failed_rows: how many failed rows the task tolerates (int), or which fraction of the
         rows (float below 1). Default 0.
@@ -526,6 +529,10 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         if not self.destination or not to_save:
             return
         from airflow_provider_infinityblue.download import download_video  # loaded only by batches that save
+        from airflow_provider_infinityblue.operators.download import download_address_policy
+
+        # The connection's own origin, and what its extras allow: as for the download operator.
+        policy = download_address_policy(self.infinityblue_conn_id)
 
         def save(entry: ManifestEntry) -> None:
             target = self.destination.format(key=entry.key, row=entry.row, generation_id=entry.generation_id)  # type: ignore[union-attr]
@@ -534,6 +541,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                     entry.video_url,  # type: ignore[arg-type]
                     target,
                     destination_conn_id=self.destination_conn_id or None,
+                    policy=policy,
                     logger=self.log,
                 )
             except InfinityBlueError as error:

@@ -12,9 +12,12 @@ from airflow_provider_infinityblue.download import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_BYTES,
     DEFAULT_TIMEOUT,
+    AddressPolicy,
     DownloadSettings,
     download_video,
 )
+from airflow_provider_infinityblue.download.safety import origin_of, parse_allowed_hosts
+from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 from airflow_provider_infinityblue.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -46,6 +49,18 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
     allows it, until ``timeout`` runs out: a host that trickles the video cannot hold the
     worker past it.
 
+    The video URL comes from an API answer, so the download connects only to public
+    addresses: a host (the first URL's or a redirect's) that resolves to a loopback,
+    private (RFC 1918, IPv6 unique local), link-local (169.254.0.0/16, fe80::/10, where
+    cloud metadata services answer), carrier-grade NAT, multicast, unspecified or reserved
+    address is refused before any request is sent to it. The address is checked on the
+    connection itself, so a DNS answer that changes in between cannot slip through; through
+    an HTTP(S) proxy, the host's name is resolved and checked here. Two exceptions: the
+    origin (scheme, host and port) of the InfinityBlue connection ``infinityblue_conn_id``,
+    whose own videos are allowed (the local emulator and private gateways serve them there;
+    another port on that host is not), and what ``allowed_hosts`` and
+    ``allow_private_addresses`` allow, on the operator or as extras of that connection.
+
     Returns the destination (a relative local path made absolute) and pushes the video's
     size (XCom key ``size_bytes``) and SHA-256 in hex (key ``sha256``).
 
@@ -66,6 +81,8 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
                 url="{{ ti.xcom_pull(task_ids='generate') }}",
                 destination="s3://my-bucket/videos/{{ ds }}.mp4",  # or a local path: "/data/videos/{{ ds }}.mp4"
                 destination_conn_id="aws_default",
+                # Videos on a private host of your own (a public CDN needs nothing here):
+                allowed_hosts=["videos.internal.example", "10.20.0.0/16"],
             )
             generate >> download
 
@@ -87,9 +104,23 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
     :param timeout: the most the whole download may take (seconds or a ``timedelta``),
         every attempt and the waits between them included; when it runs out the task
         fails and nothing is saved. A positive, finite number.
+    :param infinityblue_conn_id: the InfinityBlue connection (templated) whose base URL's
+        origin downloads may reach whatever its address, and whose extras
+        ``allowed_hosts`` and ``allow_private_addresses`` apply too. No API key is needed
+        for this, and a connection that does not exist means no trusted origin.
+    :param allowed_hosts: hosts that may be reached although their address is not public,
+        added to the connection's: a host name (``videos.internal.example``), any name
+        under a domain (``*.internal.example``), an IP address (``10.0.0.5``,
+        ``[fd00::5]``) or a CIDR network (``10.20.0.0/16``); a name or an address may carry
+        a ``:port`` it is then limited to. A name is reached whatever it resolves to; an
+        address or network allows connecting to those addresses. A list, or a
+        comma-separated string.
+    :param allow_private_addresses: ``True`` to connect to any address at all, ``False``
+        to refuse non-public ones even where the connection's extra allows them; ``None``
+        (the default) leaves it to the connection's extra, else ``False``.
     """
 
-    template_fields: Sequence[str] = ("url", "destination", "destination_conn_id")
+    template_fields: Sequence[str] = ("url", "destination", "destination_conn_id", "infinityblue_conn_id")
     ui_color = "#0f766e"
     ui_fgcolor = "#ffffff"
 
@@ -106,6 +137,9 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         read_timeout: float = 60,
         max_attempts: int = 5,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
+        infinityblue_conn_id: str = "infinityblue_default",
+        allowed_hosts: Sequence[str] | str | None = None,
+        allow_private_addresses: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -124,8 +158,16 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         # Not "retry_policy": BaseOperator has its own, for retries of the whole task.
         self.download_retry_policy = RetryPolicy(max_attempts=max_attempts)
+        self.infinityblue_conn_id = infinityblue_conn_id
+        self.allowed_hosts = allowed_hosts
+        self.allow_private_addresses = allow_private_addresses
         try:
             self.download_settings()
+            parse_allowed_hosts(allowed_hosts)
+            if allow_private_addresses is not None and not isinstance(allow_private_addresses, bool):
+                raise ValueError(
+                    f"allow_private_addresses must be True, False or None, got {allow_private_addresses!r}"
+                )
         except ValueError as error:
             raise ValueError(f"{self.task_id}: {error}") from None
 
@@ -148,8 +190,74 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
             # A template that renders to nothing means no connection.
             destination_conn_id=self.destination_conn_id or None,
             settings=self.download_settings(),
+            policy=download_address_policy(
+                self.infinityblue_conn_id or None,
+                allowed_hosts=self.allowed_hosts,
+                allow_private_addresses=self.allow_private_addresses,
+            ),
             logger=self.log,
         )
         context["ti"].xcom_push(key=SIZE_BYTES_XCOM_KEY, value=video.size_bytes)
         context["ti"].xcom_push(key=SHA256_XCOM_KEY, value=video.sha256)
         return video.destination
+
+
+def download_address_policy(
+    conn_id: str | None,
+    *,
+    allowed_hosts: Sequence[str] | str | None = None,
+    allow_private_addresses: bool | None = None,
+) -> AddressPolicy:
+    """The addresses a download may reach, from the InfinityBlue connection ``conn_id`` and the operator.
+
+    The connection's base URL (host, port, schema: see ``resolve_base_url``) is the trusted
+    origin; its extras ``allowed_hosts`` (a comma-separated string or a JSON list) and
+    ``allow_private_addresses`` (a boolean, or ``"true"``/``"false"``) apply, also under the
+    ``extra__infinityblue__`` prefix of the UI forms. ``allowed_hosts`` given here adds to
+    the connection's; ``allow_private_addresses`` given here (not None) replaces it. A
+    connection that does not exist, or ``conn_id=None``, gives no trusted origin.
+    """
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+    from airflow_provider_infinityblue.hooks.infinityblue import resolve_base_url
+
+    base_url: str | None = None
+    extra_hosts: object = None
+    extra_private: object = None
+    if conn_id:
+        try:
+            conn = BaseHook.get_connection(conn_id)
+        except AirflowNotFoundException:
+            conn = None
+        if conn is not None:
+            base_url = resolve_base_url(conn.host, conn.port, conn.schema, conn_id=conn_id)
+            extras = conn.extra_dejson
+            extra_hosts = extras.get("allowed_hosts", extras.get("extra__infinityblue__allowed_hosts"))
+            extra_private = extras.get(
+                "allow_private_addresses", extras.get("extra__infinityblue__allow_private_addresses")
+            )
+    try:
+        connection_hosts = parse_allowed_hosts(extra_hosts or None)
+    except ValueError as error:
+        raise InfinityBlueConfigurationError(f"Airflow connection '{conn_id}': extra {error}") from None
+    private = _extra_bool(conn_id, "allow_private_addresses", extra_private)
+    if allow_private_addresses is not None:
+        private = allow_private_addresses
+    origin = origin_of(base_url) if base_url else None
+    return AddressPolicy(
+        trusted_origins=(origin,) if origin else (),
+        allowed_hosts=connection_hosts + parse_allowed_hosts(allowed_hosts),
+        allow_private_addresses=private,
+    )
+
+
+def _extra_bool(conn_id: str | None, name: str, value: object) -> bool:
+    if value is None or value == "":
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InfinityBlueConfigurationError(
+        f"Airflow connection '{conn_id}': extra {name!r} must be true or false, got {value!r}"
+    )
