@@ -28,9 +28,22 @@ VIDEO_ROUTE = "GET /videos/{task_id}.mp4"
 
 
 def operator(
-    url: str, destination: Path | str, *, max_attempts: int = 3, **kwargs
+    url: str,
+    destination: Path | str,
+    *,
+    max_attempts: int = 3,
+    allow_private_addresses: bool | None = True,
+    **kwargs,
 ) -> InfinityBlueDownloadVideoOperator:
-    op = InfinityBlueDownloadVideoOperator(task_id="download", url=url, destination=str(destination), **kwargs)
+    """The operator under test. These tests are about the transfer, from loopback servers on ports other than
+    the connection's: private addresses are allowed unless asked (test_download_addresses.py tests the policy)."""
+    op = InfinityBlueDownloadVideoOperator(
+        task_id="download",
+        url=url,
+        destination=str(destination),
+        allow_private_addresses=allow_private_addresses,
+        **kwargs,
+    )
     op.download_retry_policy = RetryPolicy(max_attempts=max_attempts, initial_backoff=0.01, max_backoff=0.02)
     return op
 
@@ -61,7 +74,8 @@ class TestFromTheEmulator:
         destination = tmp_path / "videos" / "heron.mp4"
         context = task_context()
 
-        result = operator(url, destination, chunk_bytes=4096).execute(context)
+        # The emulator's own origin, which is the connection's: allowed without asking.
+        result = operator(url, destination, chunk_bytes=4096, allow_private_addresses=None).execute(context)
 
         assert result == str(destination)
         assert destination.read_bytes() == SAMPLE
@@ -101,7 +115,9 @@ class TestFromTheEmulator:
 
     def test_a_video_that_is_not_finished_is_a_clear_404(self, emulator, tmp_path) -> None:
         with pytest.raises(InfinityBlueDownloadError, match=r"HTTP 404 .*The video is not there"):
-            operator(f"{emulator.url}/videos/never-generated.mp4", tmp_path / "x.mp4").execute(task_context())
+            operator(
+                f"{emulator.url}/videos/never-generated.mp4", tmp_path / "x.mp4", allow_private_addresses=None
+            ).execute(task_context())
         assert video_answers(emulator) == {"404": 1}  # not retried
         assert list(tmp_path.iterdir()) == []
 

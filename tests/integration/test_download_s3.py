@@ -78,7 +78,12 @@ def test_a_download_cut_short_leaves_no_object(s3, video_url: str, tmp_path: Pat
     assert target.hostname is not None
     assert target.port is not None
     with CuttingProxy((target.hostname, target.port), cut_after=12_000) as proxy:
-        cut = operator(target._replace(netloc=proxy.address).geturl(), f"s3://{bucket}/videos/kite.mp4", conn_id)
+        cut = operator(
+            target._replace(netloc=proxy.address).geturl(),
+            f"s3://{bucket}/videos/kite.mp4",
+            conn_id,
+            allowed_hosts=[proxy.address],  # another port than the connection's: allowed for this test
+        )
         with pytest.raises(InfinityBlueDownloadError, match="Could not download"):
             cut.execute(task_context())
     assert keys(client, bucket) == []

@@ -516,7 +516,12 @@ class TestObjectStorage:
 
 class TestParameters:
     def test_template_fields(self):
-        assert InfinityBlueDownloadVideoOperator.template_fields == ("url", "destination", "destination_conn_id")
+        assert InfinityBlueDownloadVideoOperator.template_fields == (
+            "url",
+            "destination",
+            "destination_conn_id",
+            "infinityblue_conn_id",
+        )
 
     def test_templates_are_rendered(self, tmp_path, requests_mock):
         requests_mock.get("https://cdn.example.com/videos/t42.mp4", content=VIDEO, headers=MP4)
