@@ -112,6 +112,21 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Largest local image file sent for image-to-video.",
                         "schema": {"type": "number", "default": 20, "minimum": 0.001},
                     },
+                    "allowed_hosts": {
+                        "label": "Allowed video hosts",
+                        "description": "Hosts downloads may reach although their address is private, loopback or "
+                        "link-local (the base URL's own origin always is): host names (cdn.internal, "
+                        "*.internal.example), IP addresses or CIDR networks (10.20.0.0/16), each with an optional "
+                        ":port; comma-separated or a JSON list.",
+                        "schema": {"type": ["string", "null"], "default": ""},
+                    },
+                    "allow_private_addresses": {
+                        "label": "Allow private addresses",
+                        "description": "Let downloads connect to any address, private, loopback and link-local "
+                        "ones included. Off, they reach only public addresses, the base URL's origin and the "
+                        "allowed video hosts.",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
                 },
             }
         ],

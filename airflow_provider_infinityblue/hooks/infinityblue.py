@@ -215,16 +215,16 @@ class InfinityBlueHook(BaseHook):
         Those versions build the form from WTForms fields, and only where ``wtforms`` is installed
         (it comes with the FAB provider); the same ``conn-fields`` of the provider info describe them.
         """
-        from wtforms import IntegerField, StringField
+        from wtforms import BooleanField, IntegerField, StringField
 
         widgets: dict[str, Any] = {}
         for name, spec in _connection_type_info()["conn-fields"].items():
             schema = spec["schema"]
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             # WTForms has no float field that these Airflow versions accept: numbers go in as text.
-            field_class = IntegerField if schema["type"] == "integer" else StringField
-            widgets[name] = field_class(
-                spec["label"], description=f"{spec['description']} Default: {schema['default']}."
-            )
+            field_class = BooleanField if "boolean" in types else IntegerField if "integer" in types else StringField
+            default = "" if schema["default"] in ("", None) else f" Default: {schema['default']}."
+            widgets[name] = field_class(spec["label"], description=f"{spec['description']}{default}")
         return widgets
 
     # -- connection -------------------------------------------------------------------------
