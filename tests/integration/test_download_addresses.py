@@ -291,3 +291,39 @@ class TestThroughAProxy:
         assert proxy.connections == 0
         assert download("http://cdn.invalid/v.mp4", tmp_path / "v.mp4", allowed_hosts=["cdn.invalid"])
         assert [r.path for r in proxy.received] == ["http://cdn.invalid/v.mp4"]
+
+
+class TestTheBatch:
+    """The batch operator's downloads follow the same policy, from its own InfinityBlue connection."""
+
+    def save(self, url: str, tmp_path: Path):
+        from airflow_provider_infinityblue.batch.manifest import ManifestEntry
+        from airflow_provider_infinityblue.operators.batch import InfinityBlueGenerateVideoBatchOperator
+
+        op = InfinityBlueGenerateVideoBatchOperator(
+            task_id="generate",
+            requests=[{"prompt": "A heron"}],
+            manifest_path=str(tmp_path / "manifest.jsonl"),
+            destination=str(tmp_path / "{key}.mp4"),
+            infinityblue_conn_id="batch_conn",
+        )
+        entry = ManifestEntry(row=0, key="heron", generation_id="g1", status="succeeded", video_url=url)
+        op._save_videos(task_context(), {0: entry}, [0])
+        return entry
+
+    def test_refused_unless_the_connection_allows_it(self, monkeypatch, tmp_path) -> None:
+        with LoopbackServer([video_reply()]) as host:
+            set_connection(monkeypatch, "batch_conn", host=f"http://127.0.0.1:{free_port()}", password="sk-x")
+            refused = self.save(f"{host.url}/v.mp4", tmp_path)
+            assert refused.status == "failed"
+            assert "could not be saved" in (refused.error or "")
+            assert "127.0.0.1 is a loopback address" in (refused.error or "")
+            assert host.connections == 0
+
+            extra = json.dumps({"allowed_hosts": f"127.0.0.1:{port_of(host)}"})
+            set_connection(
+                monkeypatch, "batch_conn", host=f"http://127.0.0.1:{free_port()}", password="sk-x", extra=extra
+            )
+            saved = self.save(f"{host.url}/v.mp4", tmp_path)
+        assert saved.status == "succeeded", saved.error
+        assert (tmp_path / "heron.mp4").read_bytes() == VIDEO
