@@ -10,12 +10,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import ssl
 from typing import TYPE_CHECKING
 
 import pytest
 import urllib3.util.connection
 
-from airflow_provider_infinityblue.download import InfinityBlueDownloadRefusedError, safety
+from airflow_provider_infinityblue.download import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError, safety
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueDownloadVideoOperator
 from airflow_provider_infinityblue.retry import RetryPolicy
@@ -35,9 +36,9 @@ def video_reply() -> Reply:
     return Reply(body=VIDEO, headers=MP4)
 
 
-def download(url: str, destination: Path, **kwargs) -> str:
+def download(url: str, destination: Path, *, max_attempts: int = 3, **kwargs) -> str:
     op = InfinityBlueDownloadVideoOperator(task_id="download", url=url, destination=str(destination), **kwargs)
-    op.download_retry_policy = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
+    op.download_retry_policy = RetryPolicy(max_attempts=max_attempts, initial_backoff=0.01, max_backoff=0.02)
     return op.execute(task_context())
 
 
@@ -327,3 +328,63 @@ class TestTheBatch:
             saved = self.save(f"{host.url}/v.mp4", tmp_path)
         assert saved.status == "succeeded", saved.error
         assert (tmp_path / "heron.mp4").read_bytes() == VIDEO
+
+
+def self_signed(name: str, folder: Path) -> tuple[Path, Path]:
+    """A certificate for ``name`` and its key, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class TestTLS:
+    def test_connecting_by_address_keeps_the_name_for_sni_and_the_certificate(
+        self, connection_elsewhere, names, monkeypatch, tmp_path
+    ) -> None:
+        cert, key = self_signed("videos.internal.example", tmp_path)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server_names: list[str | None] = []
+        context.sni_callback = lambda _sock, name, _context: server_names.append(name)
+        with LoopbackServer([video_reply()]) as host:
+            host._server.socket = context.wrap_socket(host._server.socket, server_side=True)
+            names["videos.internal.example"] = names["other.internal.example"] = ["127.0.0.1"]
+            url = f"https://videos.internal.example:{port_of(host)}/v.mp4"
+            assert download(url, tmp_path / "v.mp4", allowed_hosts=["*.internal.example"])
+            # The certificate is for videos.internal.example only: checked against the name, not the address.
+            with pytest.raises(InfinityBlueDownloadError, match="CERTIFICATE_VERIFY_FAILED"):
+                download(
+                    f"https://other.internal.example:{port_of(host)}/v.mp4",
+                    tmp_path / "other.mp4",
+                    allowed_hosts=["*.internal.example"],
+                    max_attempts=1,
+                )
+        assert (tmp_path / "v.mp4").read_bytes() == VIDEO
+        assert server_names[0] == "videos.internal.example"
+        assert host.received[0].headers["Host"] == f"videos.internal.example:{port_of(host)}"
