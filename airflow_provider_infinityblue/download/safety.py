@@ -4,6 +4,14 @@ A video URL comes from an API answer, so it is untrusted input: only http(s) URL
 fetched, on the first request and on every redirect hop, and a URL is quoted in a log or
 an error only without its query string, fragment and credentials (signed URLs carry
 their signature there).
+
+Nor may it reach into the worker's network: :class:`AddressPolicy` says which addresses
+a download may connect to (public ones by default, the InfinityBlue connection's own
+origin, and what ``allowed_hosts`` / ``allow_private_addresses`` allow), and
+:func:`address_checked_adapter` enforces it on every connection the download opens,
+on the address actually connected to. :func:`resolve_addresses` is the one place a
+download resolves host names; :func:`check_proxied_host` checks a host that a proxy is
+to reach for us.
 """
 
 from __future__ import annotations
