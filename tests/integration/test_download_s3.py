@@ -109,3 +109,17 @@ def test_a_bucket_alone_names_no_object(s3, video_url: str) -> None:
     with pytest.raises(InfinityBlueDownloadRefusedError, match="names no file"):
         operator(video_url, f"s3://{bucket}", conn_id).execute(task_context())
     assert keys(client, bucket) == []
+
+
+def test_a_stale_upload_file_left_by_a_killed_worker_is_removed(
+    s3, video_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    client, bucket, conn_id = s3
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    stale = tmp_path / "infinityblue-video-0123456789ab.part"  # unlocked: its worker is gone
+    stale.write_bytes(b"left by a killed worker")
+    unrelated = tmp_path / "infinityblue-video-notours.part"
+    unrelated.write_bytes(b"not a name this provider writes")
+    operator(video_url, f"s3://{bucket}/clip.mp4", conn_id).execute(task_context())
+    assert keys(client, bucket) == ["clip.mp4"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [unrelated.name]
