@@ -14,13 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_infinityblue.download import DownloadSettings, InfinityBlueDownloadError, download_video
+from airflow_provider_infinityblue.download import (
+    AddressPolicy,
+    DownloadSettings,
+    InfinityBlueDownloadError,
+    download_video,
+)
 from airflow_provider_infinityblue.retry import RetryPolicy
 from tests.integration.video_servers import GeneratedVideoServer, generated_video
 from tests.loopback import LoopbackServer, Reply
 
 LOG = logging.getLogger("test-download-litter")
-SETTINGS = DownloadSettings(retry=RetryPolicy(max_attempts=1), timeout=30)
+# The video servers are on loopback: allowed for these tests, which are about what is left on disk.
+SETTINGS = DownloadSettings(
+    retry=RetryPolicy(max_attempts=1), timeout=30, address_policy=AddressPolicy(allow_private_addresses=True)
+)
 SIZE = 3 * 1024 * 1024
 
 
@@ -42,8 +50,9 @@ def test_a_killed_download_leaves_only_the_video_after_a_retry(tmp_path: Path) -
         script = textwrap.dedent(
             f"""
             import logging
-            from airflow_provider_infinityblue.download import DownloadSettings, download_video
+            from airflow_provider_infinityblue.download import AddressPolicy, DownloadSettings, download_video
             download_video({host.url!r}, {str(destination)!r}, settings=DownloadSettings(timeout=60),
+                           policy=AddressPolicy(allow_private_addresses=True),
                            logger=logging.getLogger("killed"))
             """
         )
