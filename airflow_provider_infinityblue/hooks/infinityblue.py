@@ -349,7 +349,7 @@ class InfinityBlueHook(BaseHook):
             generation = Generation.from_payload(payload)
         except InfinityBlueResponseError as error:
             raise InfinityBlueAmbiguousSubmitError(error) from error
-        self.log.info("InfinityBlue accepted generation %s (status %r)", generation.id, generation.status)
+        self.log.info("InfinityBlue accepted generation %s (status %r)", scrub(generation.id), generation.status)
         return generation.id
 
     def check_request(self, request: GenerationRequest) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
 
 from airflow_provider_infinityblue.redaction import MESSAGE_LIMIT
-from airflow_provider_infinityblue.triggers.infinityblue import InfinityBlueVideoTrigger
+from airflow_provider_infinityblue.triggers.infinityblue import InfinityBlueBatchTrigger, InfinityBlueVideoTrigger
 from tests.conftest import set_connection
 from tests.integration.dags.infinityblue_hostile_api import FAILURE_RECORD_ENV
 from tests.loopback import LoopbackServer, Reply
@@ -133,3 +134,18 @@ def test_the_key_is_not_in_the_trigger_event(hostile_api, scenario: Hostile) -> 
     assert event["status"] in ("failed", "error")
     assert scenario.says in event["message"], event
     assert_bounded_and_clean([json.dumps(event)])
+
+
+def test_the_key_is_not_in_the_batch_triggers_event(hostile_api) -> None:
+    """Three rows in flight, each ending in one of the hostile answers: the event (the manifest's source) is clean."""
+    hostile_api([FAILED, COMPLETED_WITHOUT_URL, DENIED])
+    now = time.time()
+    in_flight = [{"row": row, "generation_id": f"t{row}", "submitted_at": now - 1} for row in range(3)]
+
+    async def events() -> list[dict]:
+        trigger = InfinityBlueBatchTrigger(in_flight, poll_interval=1, timeout=30)
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(events())
+    assert sorted(finished["status"] for finished in event["finished"]) == ["error", "error", "failed"]
+    assert_bounded_and_clean([json.dumps(finished) for finished in event["finished"]])
