@@ -22,6 +22,8 @@ from urllib.parse import quote, quote_plus
 
 QUOTE_LIMIT = 300
 """Most characters of one quoted text (a code, a message, a request id, a status), before its ``…``."""
+DETAIL_LIMIT = 1000
+"""Most characters of an HTTP library's own description of a failure (it names hosts, URLs and causes)."""
 MESSAGE_LIMIT = 2000
 """Most characters of any provider error's whole message, before its ``…``."""
 REDACTED = "***"

@@ -40,7 +40,7 @@ from airflow_provider_infinityblue.models import (
     GenerationRequest,
     check_prompt_length,
 )
-from airflow_provider_infinityblue.redaction import register_secret, scrub, scrub_json
+from airflow_provider_infinityblue.redaction import DETAIL_LIMIT, register_secret, scrub, scrub_json
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.transport import (
     REQUEST_ID_HEADER,
@@ -603,7 +603,7 @@ class InfinityBlueHook(BaseHook):
     ) -> InfinityBlueConnectionError:
         settings = self._settings
         assert settings is not None
-        detail = scrub(f"{type(exc).__name__}: {exc}")
+        detail = scrub(f"{type(exc).__name__}: {exc}", limit=DETAIL_LIMIT)
         return InfinityBlueConnectionError(
             f"Could not get an answer from the InfinityBlue API at {settings.base_url} for {method} {path} ({detail})",
             request_sent=request_sent,
