@@ -112,6 +112,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Largest local image file sent for image-to-video.",
                         "schema": {"type": "number", "default": 20, "minimum": 0.001},
                     },
+                    "max_prompt_chars": {
+                        "label": "Max prompt length (characters)",
+                        "description": "Longest prompt sent; a longer one fails before anything is sent.",
+                        "schema": {"type": "integer", "default": 10000, "minimum": 1},
+                    },
                     "allowed_hosts": {
                         "label": "Allowed video hosts",
                         "description": "Hosts downloads may reach although their address is private, loopback or "

@@ -3,7 +3,10 @@
 All derive from :class:`InfinityBlueError` (an ``AirflowException``). Errors answered by
 the API carry the HTTP status, the API's error code and message and the ``x-request-id``
 in their text, which is what InfinityBlue support asks for. No message ever contains the
-API key: the hook scrubs it from anything the server echoes back.
+API key, and none is unbounded: every text quoted from an answer goes through
+:func:`~airflow_provider_infinityblue.redaction.scrub` (the key removed, clipped to
+:data:`~airflow_provider_infinityblue.redaction.QUOTE_LIMIT` characters), and every error's whole
+message once more, clipped to :data:`~airflow_provider_infinityblue.redaction.MESSAGE_LIMIT`.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.exceptions import AirflowException
 
+from airflow_provider_infinityblue.redaction import MESSAGE_LIMIT, scrub
 from airflow_provider_infinityblue.retry import parse_retry_after
 from airflow_provider_infinityblue.transport import REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
 _SNIPPET_CHARS = 200
 
@@ -26,13 +30,23 @@ _SNIPPET_CHARS = 200
 class InfinityBlueError(AirflowException):
     """Base class of every error raised by the InfinityBlue provider.
 
-    ``transient`` tells whether sending the same request again may succeed.
+    ``transient`` tells whether sending the same request again may succeed. The message is scrubbed
+    of the API key and clipped to :data:`~airflow_provider_infinityblue.redaction.MESSAGE_LIMIT`
+    characters here, whatever built it.
+
+    >>> len(str(InfinityBlueError("x" * 10_000)))
+    2001
     """
 
     transient: bool = False
     # AirflowException types this as the status Airflow's own REST API would answer with;
     # here it is the status the InfinityBlue API answered, when there was one.
     status_code: int | None = None  # type: ignore[assignment]
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (scrub(args[0], limit=MESSAGE_LIMIT), *args[1:])
+        super().__init__(*args)
 
 
 class InfinityBlueConfigurationError(InfinityBlueError):
@@ -71,7 +85,7 @@ class InfinityBlueResponseError(InfinityBlueError):
 
     def __init__(self, message: str, *, status_code: int | None = None, request_id: str | None = None):
         self.status_code = status_code
-        self.request_id = request_id
+        self.request_id = request_id = scrub(request_id)
         suffix = f" [HTTP {status_code}, request id {request_id or 'none'}]" if status_code else ""
         super().__init__(message + suffix)
 
@@ -100,9 +114,10 @@ GET /v1/video/generations/x]"
         hint: str | None = None,
     ) -> None:
         self.status_code = status_code
-        self.error_code = error_code
-        self.api_message = api_message
-        self.request_id = request_id
+        # The API's own texts, scrubbed of the key and clipped.
+        self.error_code = error_code = scrub(error_code)
+        self.api_message = api_message = scrub(api_message)
+        self.request_id = request_id = scrub(request_id)
         self.method = method
         self.path = path
         self.hint = hint
@@ -124,11 +139,9 @@ GET /v1/video/generations/x]"
         method: str,
         path: str,
         conn_id: str,
-        secrets: Iterable[str] = (),
     ) -> InfinityBlueAPIError:
-        """Build the error matching an HTTP error answer, with every ``secrets`` value scrubbed."""
+        """Build the error matching an HTTP error answer (its code, message and request id are scrubbed and clipped)."""
         error_code, api_message = parse_error_body(body, headers.get("Content-Type", ""))
-        api_message = scrub(api_message, secrets)
         common: dict[str, Any] = {
             "status_code": status_code,
             "error_code": error_code,
@@ -252,7 +265,7 @@ class InfinityBlueGenerationLostError(InfinityBlueError):
         self.generation_id = generation_id
         self.age = age
         self.grace = grace
-        self.request_id = request_id
+        self.request_id = request_id = scrub(request_id)
         self.status_code = 404
         super().__init__(
             f"InfinityBlue generation {generation_id} was submitted {age:.0f} s ago and the API still does not "
@@ -274,9 +287,9 @@ class InfinityBlueGenerationFailedError(InfinityBlueError):
         error_message: str | None = None,
     ) -> None:
         self.generation_id = generation_id
-        self.status = status
-        self.error_code = error_code
-        self.error_message = error_message
+        self.status = status = scrub(status)
+        self.error_code = error_code = scrub(error_code)
+        self.error_message = error_message = scrub(error_message)
         code = f" (code {error_code!r})" if error_code else ""
         super().__init__(
             f"InfinityBlue generation {generation_id} ended with status {status!r}: "
@@ -354,10 +367,10 @@ def restore_error(
         cls = InfinityBlueError
     # The classes' constructors build messages from parts; the message here is already built.
     error = cls.__new__(cls)
-    AirflowException.__init__(error, message)
+    InfinityBlueError.__init__(error, message)  # scrubbed and clipped, as every message
     error.status_code = status_code
     for name, value in (("error_code", error_code), ("request_id", request_id)):
-        setattr(error, name, value)
+        setattr(error, name, scrub(value))
     return error
 
 
@@ -385,16 +398,6 @@ def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, s
         return _text(payload.get("code")), error
     message = payload.get("message") or payload.get("detail") or payload.get("msg")
     return _text(payload.get("code")), _text(message) if message else _clip(text)
-
-
-def scrub(text: str | None, secrets: Iterable[str]) -> str | None:
-    """``text`` with every secret replaced by ``***``."""
-    if text is None:
-        return None
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _describe_non_json(text: str, content_type: str) -> str:

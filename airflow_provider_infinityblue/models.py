@@ -22,8 +22,13 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueResponseError,
     InfinityBlueValidationError,
 )
+from airflow_provider_infinityblue.redaction import scrub
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PROMPT_CHARS = 10_000
+"""The longest prompt sent (in characters), unless the connection's ``max_prompt_chars`` extra says otherwise."""
+MAX_METADATA_DEPTH = 32
+"""How deep ``metadata`` may nest (objects and lists)."""
 
 
 class GenerationState(StrEnum):
@@ -68,7 +73,9 @@ _STATE_BY_STATUS = {
 class Generation:
     """One status answer for a generation, read from whichever shape the API used.
 
-    ``raw`` keeps the whole answer (after unwrapping), extra fields included.
+    ``raw`` keeps the whole answer (after unwrapping), extra fields included. The texts read from it
+    (status, error code and message) are scrubbed of the API key and clipped
+    (:func:`~airflow_provider_infinityblue.redaction.scrub`); the video URL is kept whole.
 
     >>> g = Generation.from_payload({"code": "success", "message": "", "data": {
     ...     "id": "t1", "status": "SUCCESS", "progress": "100%", "result_url": "https://cdn/x.mp4"}})
@@ -110,12 +117,12 @@ class Generation:
         return cls(
             id=str(task_id),
             state=GenerationState.from_status(status),
-            status=str(status) if status is not None else "",
+            status=scrub(str(status)) if status is not None else "",
             progress=_read_progress(data.get("progress")),
             video_url=url,
-            video_format=video_format if isinstance(video_format, str) else None,
-            error_code=error_code,
-            error_message=error_message,
+            video_format=scrub(video_format) if isinstance(video_format, str) else None,
+            error_code=scrub(error_code),
+            error_message=scrub(error_message),
             raw=data,
         )
 
@@ -133,8 +140,8 @@ def unwrap_payload(payload: object) -> dict[str, Any]:
         if isinstance(data, dict):
             return data
         raise InfinityBlueResponseError(
-            f"The InfinityBlue answer has code {payload.get('code')!r} and no data: "
-            f"{payload.get('message') or _preview(payload)}"
+            f"The InfinityBlue answer has code {scrub(str(payload.get('code')))!r} and no data: "
+            f"{scrub(str(payload.get('message') or '')) or _preview(payload)}"
         )
     return payload
 
@@ -165,8 +172,76 @@ def _read_error(data: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _preview(value: object) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else value
-    return text if len(text) <= 200 else text[:200] + "…"
+    """A short, scrubbed view of an answer for an error message: the fields it has, never their values whole."""
+    if isinstance(value, dict):
+        return describe_fields(value)
+    return scrub(json.dumps(value, default=str) if not isinstance(value, str) else value, limit=200)
+
+
+def describe_fields(data: dict[str, Any]) -> str:
+    """The names of an answer's fields, scrubbed and clipped, for an error that must not quote their values.
+
+    >>> describe_fields({"task_id": "t1", "status": "completed", "padding": "x" * 10**6})
+    "fields 'task_id', 'status', 'padding'"
+    """
+    if not data:
+        return "no fields"
+    return scrub("fields " + ", ".join(repr(str(name)[:80]) for name in list(data)[:50]))
+
+
+def check_prompt_length(prompt: str, max_chars: int) -> None:
+    """Refuse a prompt longer than ``max_chars`` characters, before anything is sent.
+
+    >>> try:
+    ...     check_prompt_length("A fox" * 3, 10)
+    ... except InfinityBlueValidationError as error:
+    ...     print(error)
+    Invalid generation request: 'prompt' is 15 characters long, over the limit of 10 (max_prompt_chars)
+    """
+    if len(prompt) > max_chars:
+        raise InfinityBlueValidationError(
+            "prompt", f"is {len(prompt)} characters long, over the limit of {max_chars} (max_prompt_chars)"
+        )
+
+
+def check_json(value: object, path: str, depth: int = 0) -> None:
+    """Refuse anything in ``value`` that is not strict JSON: the error names its ``path`` and the problem.
+
+    Allowed: None, bools, ints, finite floats, strings, lists (and tuples) and dicts with string keys.
+
+    >>> def problem(value):
+    ...     try:
+    ...         check_json(value, "metadata")
+    ...     except InfinityBlueValidationError as error:
+    ...         return f"{error.field}: {error.problem}"
+    >>> problem({"style": {"when": __import__("datetime").date(2026, 1, 1)}})
+    'metadata.style.when: must be JSON (a string, number, bool, null, list or object), got a date'
+    >>> problem({"scores": [1.0, float("nan")]})
+    'metadata.scores[1]: must be a finite number, got nan'
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InfinityBlueValidationError(path, f"must be a finite number, got {value!r}")
+        return
+    if depth >= MAX_METADATA_DEPTH:
+        raise InfinityBlueValidationError(path, f"nests deeper than {MAX_METADATA_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InfinityBlueValidationError(
+                    path, f"has the key {scrub(repr(key), limit=80)} ({type(key).__name__}): JSON keys must be strings"
+                )
+            check_json(item, f"{path}.{key[:80]}", depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_json(item, f"{path}[{index}]", depth + 1)
+        return
+    raise InfinityBlueValidationError(
+        path, f"must be JSON (a string, number, bool, null, list or object), got a {type(value).__name__}"
+    )
 
 
 # Magic numbers of the image formats video models accept.
@@ -300,6 +375,8 @@ class GenerationRequest:
                 f"must be a dict, got {type(self.metadata).__name__} "
                 "(a templated dict renders to a string unless the DAG sets render_template_as_native_obj)",
             )
+        if self.metadata is not None:
+            check_json(self.metadata, "metadata")
 
     def to_body(self, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> dict[str, Any]:
         """The JSON body to send; a local image file is read and encoded here."""

@@ -6,7 +6,8 @@ and the sensor, whose pokes each feed it one answer. So the same answers from th
 the same :class:`GenerationOutcome` in every mode:
 
 - a finished generation ends the wait: ``success`` with its video URL, ``failed`` or
-  ``cancelled`` with the API's reason, or ``error`` when it "completed" without a URL;
+  ``cancelled`` with the API's reason, or ``error`` when it "completed" without a URL or with
+  one that is not ``http``/``https`` (``javascript:``, ``file:``, ...), which is never handed on;
 - a transient failure (connection, timeout, 429, 5xx) never ends a wait before its deadline:
   the next look comes after a capped, jittered backoff, or after the 429's ``Retry-After``;
 - a 404 (or ``task_not_exist``) within ``not_found_grace`` of the submission means "not
@@ -26,6 +27,7 @@ import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from urllib.parse import urlsplit
 
 from airflow_provider_infinityblue.exceptions import (
     InfinityBlueError,
@@ -36,7 +38,8 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueWaitTimeoutError,
     restore_error,
 )
-from airflow_provider_infinityblue.models import Generation, GenerationState
+from airflow_provider_infinityblue.models import Generation, GenerationState, describe_fields
+from airflow_provider_infinityblue.redaction import scrub
 from airflow_provider_infinityblue.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -213,19 +216,21 @@ class GenerationProgressLog:
         self._unknown: set[str] = set()
 
     def report(self, generation: Generation, logger: _Logger) -> None:
-        if generation.state is GenerationState.UNKNOWN and generation.status not in self._unknown:
-            self._unknown.add(generation.status)
+        # The API's words, clipped and scrubbed (Generation did it already; a log line must not rely on that).
+        generation_id, status = scrub(generation.id), scrub(generation.status)
+        if generation.state is GenerationState.UNKNOWN and status not in self._unknown:
+            self._unknown.add(status)
             logger.warning(
                 "InfinityBlue generation %s has status %r, which this provider does not know; "
                 "treating it as not finished and polling on.",
-                generation.id,
-                generation.status,
+                generation_id,
+                status,
             )
-        current = (generation.status, generation.progress)
+        current = (status, generation.progress)
         if current != self._last:
             self._last = current
             progress = "" if generation.progress is None else f" ({generation.progress}%)"
-            logger.info("InfinityBlue generation %s is %s%s", generation.id, generation.status, progress)
+            logger.info("InfinityBlue generation %s is %s%s", generation_id, status, progress)
 
 
 class GenerationWait:
@@ -297,16 +302,27 @@ class GenerationWait:
         self._failures, self._last_problem = 0, None
         self._progress.report(generation, self.log)
         if generation.state is GenerationState.SUCCEEDED:
-            if generation.video_url:
+            if generation.video_url and _scheme(generation.video_url) in ("http", "https"):
                 return GenerationOutcome(
-                    "success", self.generation_id, f"InfinityBlue generation {generation.id} completed",
+                    "success", self.generation_id, f"InfinityBlue generation {self.generation_id} completed",
                     generation.video_url,
                 )  # fmt: skip
+            if generation.video_url:
+                scheme = _scheme(generation.video_url)
+                problem = f"its URL's scheme is {scrub(scheme, limit=40)!r}" if scheme else "its URL has no scheme"
+                return GenerationOutcome.of_error(
+                    self.generation_id,
+                    InfinityBlueResponseError(
+                        f"InfinityBlue generation {self.generation_id} is {generation.status!r} but {problem}, not "
+                        "http or https: refusing it as a video URL"
+                    ),
+                )
             return GenerationOutcome.of_error(
                 self.generation_id,
                 InfinityBlueResponseError(
-                    f"InfinityBlue generation {generation.id} is {generation.status!r} but the answer has no "
-                    f"video URL (looked in url, video_url, result_url and metadata.url): {generation.raw}"
+                    f"InfinityBlue generation {self.generation_id} is {generation.status!r} but the answer has no "
+                    f"video URL (looked in url, video_url, result_url and metadata.url; the answer has "
+                    f"{describe_fields(generation.raw)})"
                 ),
             )
         if generation.state in (GenerationState.FAILED, GenerationState.CANCELLED):
@@ -406,3 +422,15 @@ class GenerationWait:
             if isinstance(step, GenerationOutcome):
                 return step
             await asyncio.sleep(step.delay)
+
+
+def _scheme(url: str) -> str:
+    """The scheme of a URL, lower-cased; empty when it has none.
+
+    >>> _scheme("HTTPS://cdn/x.mp4"), _scheme("javascript:alert(1)"), _scheme("cdn/x.mp4")
+    ('https', 'javascript', '')
+    """
+    try:
+        return urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return ""

@@ -26,7 +26,12 @@ from urllib.parse import urlsplit
 
 from airflow_provider_infinityblue.batch.storage import local_path, storage_path
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError, InfinityBlueValidationError
-from airflow_provider_infinityblue.models import DEFAULT_MODEL, GenerationRequest
+from airflow_provider_infinityblue.models import (
+    DEFAULT_MAX_PROMPT_CHARS,
+    DEFAULT_MODEL,
+    GenerationRequest,
+    check_prompt_length,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -167,11 +172,17 @@ def _csv_rows(text: Iterable[str]) -> Iterator[RawRow]:
         yield RawRow(index, reader.line_num, values, problem)
 
 
-def validate_rows(rows: Iterable[RawRow], *, defaults: Mapping[str, Any] | None = None) -> ValidatedRows:
+def validate_rows(
+    rows: Iterable[RawRow],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+) -> ValidatedRows:
     """Every row checked the way the single operator checks its request, before anything is sent.
 
     A row is invalid when it cannot be read, names a field the API request does not have, fails
-    the request's own checks, or reuses another row's ``key``.
+    the request's own checks (``metadata`` strict JSON, the prompt at most ``max_prompt_chars``
+    characters: the connection's), or reuses another row's ``key``.
     """
     defaults = dict(defaults or {})
     unknown = sorted(set(defaults) - set(REQUEST_FIELDS))
@@ -189,6 +200,7 @@ def validate_rows(rows: Iterable[RawRow], *, defaults: Mapping[str, Any] | None 
         if problem is None:
             try:
                 request = GenerationRequest(**fields)
+                check_prompt_length(request.prompt, max_prompt_chars)
             except InfinityBlueValidationError as error:
                 problem = f"{error.field!r} {error.problem}"
         if problem is None and key in keys:

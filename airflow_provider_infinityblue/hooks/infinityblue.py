@@ -31,13 +31,16 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueNotFoundError,
     InfinityBlueResponseError,
     InfinityBlueServerError,
-    scrub,
+    InfinityBlueValidationError,
 )
 from airflow_provider_infinityblue.models import (
     DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_PROMPT_CHARS,
     Generation,
     GenerationRequest,
+    check_prompt_length,
 )
+from airflow_provider_infinityblue.redaction import DETAIL_LIMIT, register_secret, scrub, scrub_json
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.transport import (
     REQUEST_ID_HEADER,
@@ -51,7 +54,7 @@ from airflow_provider_infinityblue.transport import (
 from airflow_provider_infinityblue.wait import DEFAULT_NOT_FOUND_GRACE, GenerationWait, check_positive_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from types import ModuleType, TracebackType
 
     import aiohttp
@@ -60,6 +63,13 @@ if TYPE_CHECKING:
 
 GENERATIONS_PATH = "/v1/video/generations"
 _SINGLE_LOOK = RetryPolicy(max_attempts=1)
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+"""The largest API answer read (4 MiB). A larger one is refused without being read whole: to a ``POST`` it
+is an :class:`InfinityBlueAmbiguousSubmitError` (the generation may exist), to a ``GET`` a non-transient
+:class:`InfinityBlueResponseError` that says its size."""
+MAX_ERROR_ANSWER_BYTES = 64 * 1024
+"""Of an answer with an error status, only this much (64 KiB) is read, for its code and message."""
+_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class InfinityBlueConnectionSettings:
     read_timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
 
     @classmethod
     def from_connection(cls, conn: Connection) -> InfinityBlueConnectionSettings:
@@ -103,6 +114,7 @@ class InfinityBlueConnectionSettings:
             max_image_bytes=int(
                 extras.number("max_image_mb", DEFAULT_MAX_IMAGE_BYTES / 1024 / 1024, minimum=0.000001) * 1024 * 1024
             ),
+            max_prompt_chars=int(extras.number("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS, minimum=1, integer=True)),
         )
 
 
@@ -255,6 +267,7 @@ class InfinityBlueHook(BaseHook):
     def _remember(conn: Connection) -> InfinityBlueConnectionSettings:
         settings = InfinityBlueConnectionSettings.from_connection(conn)
         _mask_secret(settings.api_key)
+        register_secret(settings.api_key)  # scrubbed from every text built from an answer, in this process
         return settings
 
     def _headers(self, settings: InfinityBlueConnectionSettings) -> dict[str, str]:
@@ -325,7 +338,10 @@ class InfinityBlueHook(BaseHook):
         The POST is sent again only when the API provably did not take it (the connection
         never opened, or a 429). After a timeout, a dropped connection, a 5xx or an
         unreadable answer it raises :class:`InfinityBlueAmbiguousSubmitError` instead.
+        A request this connection refuses (see :meth:`check_request`) raises
+        :class:`InfinityBlueValidationError` before anything is sent.
         """
+        self.check_request(request)
         body = request.to_body(max_image_bytes=self.settings.max_image_bytes)
         self.log.info("Submitting InfinityBlue generation %r", request)
         payload = self._request("POST", GENERATIONS_PATH, body=body)
@@ -333,8 +349,16 @@ class InfinityBlueHook(BaseHook):
             generation = Generation.from_payload(payload)
         except InfinityBlueResponseError as error:
             raise InfinityBlueAmbiguousSubmitError(error) from error
-        self.log.info("InfinityBlue accepted generation %s (status %r)", generation.id, generation.status)
+        self.log.info("InfinityBlue accepted generation %s (status %r)", scrub(generation.id), generation.status)
         return generation.id
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Refuse, with :class:`InfinityBlueValidationError`, a request this connection will not send.
+
+        Its prompt may not be longer than the connection's ``max_prompt_chars`` extra
+        (:data:`~airflow_provider_infinityblue.models.DEFAULT_MAX_PROMPT_CHARS` when unset).
+        """
+        check_prompt_length(request.prompt, self.settings.max_prompt_chars)
 
     def get_generation(self, generation_id: str, *, deadline: float | None = None) -> Generation:
         """One ``GET`` of a generation's status, retried on transient failures.
@@ -440,6 +464,7 @@ class InfinityBlueHook(BaseHook):
 
         settings = self.settings
         session = self.get_conn()
+        data = None if body is None else _json_body(body)
         for attempt in itertools.count(1):
             # Each attempt gets the whole of read_timeout for its whole answer, clipped to the caller's deadline.
             now = time.monotonic()
@@ -447,11 +472,12 @@ class InfinityBlueHook(BaseHook):
             try:
                 with enforce_deadline(at=at) as guard:
                     try:
-                        # Not streamed: the body is read inside the guard too.
+                        # Streamed, and the body read inside the guard too, up to its size limit.
                         response = session.request(
                             method,
                             settings.base_url + path,
-                            json=body,
+                            data=data,
+                            headers=None if data is None else {"Content-Type": "application/json"},
                             timeout=request_timeouts(
                                 at=at,
                                 connect_timeout=settings.connect_timeout,
@@ -459,7 +485,11 @@ class InfinityBlueHook(BaseHook):
                                 now=now,
                             ),
                             allow_redirects=method == "GET",
+                            stream=True,
                         )
+                        with response:
+                            content = _read_capped(response.status_code, response.headers, response.iter_content(
+                                _CHUNK_BYTES))  # fmt: skip
                     except requests.RequestException as exc:
                         failure = self._requests_failure(exc, method, path)
                         # A connection that never opened stays that: a submission that provably did not go out.
@@ -469,7 +499,7 @@ class InfinityBlueHook(BaseHook):
                 # Headers cut short by the deadline can still parse into an answer: a truncated one.
                 if guard.expired:
                     raise self._answer_too_late(method, path, started=now, at=at)
-                return self._read_answer(method, path, response.status_code, response.headers, response.content)
+                return self._read_answer(method, path, response.status_code, response.headers, content)
             except InfinityBlueError as error:
                 delay = self._delay_before_retry(error, method, path, attempt, deadline, policy)
             time.sleep(delay)
@@ -496,7 +526,7 @@ class InfinityBlueHook(BaseHook):
                         whole_answer,
                         session.request(method, settings.base_url + path, timeout=timeouts) as response,
                     ):
-                        content = await response.read()
+                        content = await _aread_capped(response)
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     failure = self._aiohttp_failure(exc, method, path)
                     # Past a connect timeout, any timeout is sock_read's, which never outlasts the answer deadline.
@@ -509,9 +539,19 @@ class InfinityBlueHook(BaseHook):
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _read_answer(self, method: str, path: str, status: int, headers: Mapping[str, str], content: bytes) -> Any:
+    def _read_answer(
+        self, method: str, path: str, status: int, headers: Mapping[str, str], content: bytes | _TooLarge
+    ) -> Any:
+        """The decoded JSON of an answer, scrubbed of the API key (not clipped: video URLs stay whole)."""
         settings = self._settings
         assert settings is not None
+        if isinstance(content, _TooLarge):
+            raise InfinityBlueResponseError(
+                f"The InfinityBlue API answered {method} {path} with {content.describe()}, over the "
+                f"{MAX_ANSWER_BYTES}-byte limit of an answer: refused without reading it",
+                status_code=status,
+                request_id=headers.get(REQUEST_ID_HEADER),
+            )
         if not 200 <= status < 300:
             raise InfinityBlueAPIError.from_response(
                 status_code=status,
@@ -520,14 +560,13 @@ class InfinityBlueHook(BaseHook):
                 method=method,
                 path=path,
                 conn_id=settings.conn_id,
-                secrets=(settings.api_key,),
             )
         try:
-            return json.loads(content)
+            return scrub_json(json.loads(content))
         except ValueError:
             raise InfinityBlueResponseError(
                 f"The InfinityBlue API answered {method} {path} with a body that is not JSON: "
-                f"{scrub(content[:200].decode('utf-8', 'replace'), (settings.api_key,))!r}",
+                f"{scrub(content[:200].decode('utf-8', 'replace'))!r}",
                 status_code=status,
                 request_id=headers.get(REQUEST_ID_HEADER),
             ) from None
@@ -564,7 +603,7 @@ class InfinityBlueHook(BaseHook):
     ) -> InfinityBlueConnectionError:
         settings = self._settings
         assert settings is not None
-        detail = scrub(f"{type(exc).__name__}: {exc}", (settings.api_key,))
+        detail = scrub(f"{type(exc).__name__}: {exc}", limit=DETAIL_LIMIT)
         return InfinityBlueConnectionError(
             f"Could not get an answer from the InfinityBlue API at {settings.base_url} for {method} {path} ({detail})",
             request_sent=request_sent,
@@ -584,7 +623,7 @@ class InfinityBlueHook(BaseHook):
             f"No complete answer arrived from the InfinityBlue API at {settings.base_url} to {method} {path} "
             f"within {at - started:.3g} s ({limit}); the connection was closed"
         )
-        return InfinityBlueConnectionError(scrub(message, (settings.api_key,)) or message, request_sent=True)
+        return InfinityBlueConnectionError(message, request_sent=True)
 
     def _requests_failure(self, exc: requests.RequestException, method: str, path: str) -> InfinityBlueConnectionError:
         import requests
@@ -640,6 +679,75 @@ def _requests_read_timeout(exc: BaseException) -> bool:
     return isinstance(exc, requests.exceptions.ConnectionError) and any(
         isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
     )
+
+
+def _json_body(body: dict[str, Any]) -> bytes:
+    """A request body as JSON: strict JSON only (no NaN or Infinity), or a validation error before sending."""
+    try:
+        return json.dumps(body, allow_nan=False).encode()
+    except (TypeError, ValueError) as error:
+        raise InfinityBlueValidationError("request", f"cannot be sent as JSON: {error}") from None
+
+
+@dataclass(frozen=True)
+class _TooLarge:
+    """An answer over :data:`MAX_ANSWER_BYTES`, left unread: what is known of its size."""
+
+    declared: int | None  # its Content-Length, when it gave one
+
+    def describe(self) -> str:
+        if self.declared is not None:
+            return f"a {self.declared}-byte answer"
+        return f"an answer of more than {MAX_ANSWER_BYTES} bytes"
+
+
+def _answer_limit(status: int) -> int:
+    return MAX_ANSWER_BYTES if 200 <= status < 300 else MAX_ERROR_ANSWER_BYTES
+
+
+def _declared_length(headers: Mapping[str, str]) -> int | None:
+    try:
+        return int(headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+
+
+def _read_capped(status: int, headers: Mapping[str, str], chunks: Iterator[bytes]) -> bytes | _TooLarge:
+    """An answer's body, read chunk by chunk up to its limit (:func:`_answer_limit`).
+
+    A success answer over the limit is :class:`_TooLarge`, known from its Content-Length before any of it is
+    read, or as soon as the limit is passed; of an error answer, the first bytes up to its limit are kept.
+    The caller closes the answer, which drops a connection with unread bytes.
+    """
+    limit = _answer_limit(status)
+    declared = _declared_length(headers)
+    success = 200 <= status < 300
+    if success and declared is not None and declared > limit:
+        return _TooLarge(declared)
+    content = bytearray()
+    for chunk in chunks:
+        content += chunk
+        if len(content) > limit:
+            if success:
+                return _TooLarge(declared)
+            return bytes(content[:limit])
+    return bytes(content)
+
+
+async def _aread_capped(response: aiohttp.ClientResponse) -> bytes | _TooLarge:
+    """:func:`_read_capped` for ``aiohttp``; an answer left unread is closed, with its connection."""
+    limit = _answer_limit(response.status)
+    declared = response.content_length
+    if 200 <= response.status < 300 and declared is not None and declared > limit:
+        response.close()
+        return _TooLarge(declared)
+    content = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+        content += chunk
+        if len(content) > limit:
+            response.close()
+            return _TooLarge(declared) if 200 <= response.status < 300 else bytes(content[:limit])
+    return bytes(content)
 
 
 def _may_have_been_created(error: InfinityBlueError) -> bool:

@@ -611,6 +611,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         return validate_rows(
             read_rows(requests, requests_path=self.requests_path or None, conn_id=self.requests_conn_id or None),
             defaults=self.defaults,
+            max_prompt_chars=self.hook.settings.max_prompt_chars,
         )
 
     def _ledger(self, context: Context) -> BatchLedger:

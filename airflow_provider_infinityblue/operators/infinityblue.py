@@ -199,6 +199,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
             metadata=self.metadata,
             user=self.user,
         )
+        self.hook.check_request(request)  # refused before the submission record below: nothing was sent
         fingerprint = request.fingerprint()
         store = self._store(context)
         if store is not None:

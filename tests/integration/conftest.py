@@ -28,6 +28,7 @@ DAG_FILES = [
     REPO / "tests" / "integration" / "dags" / "infinityblue_e2e.py",
     REPO / "tests" / "integration" / "dags" / "infinityblue_wait_modes.py",
     REPO / "tests" / "integration" / "dags" / "infinityblue_batch.py",
+    REPO / "tests" / "integration" / "dags" / "infinityblue_hostile_api.py",
     *sorted((REPO / "example_dags").glob("*.py")),
 ]
 

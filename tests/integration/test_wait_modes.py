@@ -59,6 +59,11 @@ SCENARIOS = {
     "completed without a URL": Scenario(
         [RUNNING, Reply(body={"task_id": "t1", "status": "completed"})], "InfinityBlueResponseError"
     ),
+    # Only http(s) is a video URL: any other scheme is refused, never returned, pushed or put in an event.
+    "completed with a javascript: URL": Scenario(
+        [RUNNING, Reply(body={"task_id": "t1", "status": "completed", "url": "javascript:alert(1)"})],
+        "InfinityBlueResponseError",
+    ),
     "key revoked mid-wait": Scenario([RUNNING, REVOKED], "InfinityBlueAuthenticationError"),
     "deadline passes": Scenario([RUNNING] * 40, TIMEOUT, short_deadline=True),
     # A read timeout (60 s here) is per read: only the wait's deadline, given to every request, ends these.

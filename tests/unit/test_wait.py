@@ -71,6 +71,37 @@ def test_finished_generations_end_the_wait() -> None:
         wait(clock).observe(answer("completed")).video_url_or_raise()
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("javascript:alert(document.cookie)", "scheme is 'javascript'"),
+        ("file:///etc/passwd", "scheme is 'file'"),
+        ("ftp://cdn.example.com/t1.mp4", "scheme is 'ftp'"),
+        ("cdn.example.com/t1.mp4", "URL has no scheme"),
+        ("data:video/mp4;base64,AAAA", "scheme is 'data'"),
+    ],
+)
+def test_a_video_url_that_is_not_http_ends_the_wait_with_an_error(url: str, said: str) -> None:
+    outcome = wait(Clock()).observe(answer("completed", url=url))
+    assert outcome.status == "error"
+    assert outcome.video_url is None
+    assert url not in str(outcome.to_payload())  # never handed on, not even quoted
+    with pytest.raises(InfinityBlueResponseError, match=rf"generation t1 .*{said}, not http or https"):
+        outcome.video_url_or_raise()
+
+
+def test_http_and_https_video_urls_in_any_case_succeed() -> None:
+    for url in ("http://cdn/t1.mp4", "HTTPS://cdn/t1.mp4"):
+        assert wait(Clock()).observe(answer("completed", url=url)).video_url_or_raise() == url
+
+
+def test_a_completed_answer_without_url_names_its_fields_without_quoting_them() -> None:
+    outcome = wait(Clock()).observe(answer("completed", padding="p" * 1_048_576, note="n"))
+    assert "fields 'task_id', 'status', 'padding', 'note'" in outcome.message
+    assert "ppp" not in outcome.message
+    assert len(outcome.message) < 500
+
+
 def test_transient_errors_back_off_and_never_end_the_wait_before_its_deadline() -> None:
     clock = Clock()
     engine = wait(clock, retry=RetryPolicy(max_attempts=2, initial_backoff=1, max_backoff=8))
