@@ -34,6 +34,7 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueValidationError,
 )
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+from airflow_provider_infinityblue.operators.download import check_address_allowance, download_address_policy
 from airflow_provider_infinityblue.triggers.batch import DEFAULT_POLLS_PER_SECOND, InfinityBlueBatchTrigger
 from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE
 from airflow_provider_infinityblue.version_compat import conf, default_deferrable
@@ -128,8 +129,12 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         with the row's ``key``, ``row`` and ``generation_id``: ``s3://bucket/videos/{key}.mp4``),
         saved with the download engine, at most ``max_concurrent_downloads`` at a time. Those
         downloads reach the addresses :class:`InfinityBlueDownloadVideoOperator`'s do: public ones,
-        the origin of ``infinityblue_conn_id``'s base URL, and what its extras ``allowed_hosts`` and
-        ``allow_private_addresses`` allow.
+        the origin of ``infinityblue_conn_id``'s base URL, and what ``allowed_hosts`` and
+        ``allow_private_addresses`` allow, given here or as extras of that connection.
+    :param allowed_hosts: video hosts the downloads may reach although their address is not
+        public, added to the connection's extra (as for :class:`InfinityBlueDownloadVideoOperator`).
+    :param allow_private_addresses: ``True`` lets the downloads connect to any address; ``None``
+        leaves it to the connection's extra.
     :param skip_existing: skip rows that already succeeded in the manifest at ``manifest_path``.
     :param max_failed_rows: how many failed rows the task tolerates (int), or which fraction of the
         rows (float below 1). Default 0.
@@ -190,6 +195,8 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         manifest_conn_id: str | None = None,
         destination_conn_id: str | None = None,
         max_concurrent_downloads: int = 4,
+        allowed_hosts: Sequence[str] | str | None = None,
+        allow_private_addresses: bool | None = None,
         min_wave_seconds: float | None = None,
         durable: bool = True,
         **kwargs: Any,
@@ -208,8 +215,11 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         self.requests_conn_id = requests_conn_id
         self.manifest_conn_id = manifest_conn_id
         self.destination_conn_id = destination_conn_id
+        self.allowed_hosts = allowed_hosts
+        self.allow_private_addresses = allow_private_addresses
         self.durable = durable
         try:
+            check_address_allowance(allowed_hosts, allow_private_addresses)
             # A template ("{{ params.max_in_flight }}") is checked once it is rendered, on the worker.
             self.max_in_flight: int | str = (
                 max_in_flight if _is_template(max_in_flight) else _positive_int(max_in_flight, "max_in_flight")
@@ -529,10 +539,13 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         if not self.destination or not to_save:
             return
         from airflow_provider_infinityblue.download import download_video  # loaded only by batches that save
-        from airflow_provider_infinityblue.operators.download import download_address_policy
 
         # The connection's own origin, and what its extras allow: as for the download operator.
-        policy = download_address_policy(self.infinityblue_conn_id)
+        policy = download_address_policy(
+            self.infinityblue_conn_id,
+            allowed_hosts=self.allowed_hosts,
+            allow_private_addresses=self.allow_private_addresses,
+        )
 
         def save(entry: ManifestEntry) -> None:
             target = self.destination.format(key=entry.key, row=entry.row, generation_id=entry.generation_id)  # type: ignore[union-attr]

@@ -163,11 +163,7 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         self.allow_private_addresses = allow_private_addresses
         try:
             self.download_settings()
-            parse_allowed_hosts(allowed_hosts)
-            if allow_private_addresses is not None and not isinstance(allow_private_addresses, bool):
-                raise ValueError(
-                    f"allow_private_addresses must be True, False or None, got {allow_private_addresses!r}"
-                )
+            check_address_allowance(allowed_hosts, allow_private_addresses)
         except ValueError as error:
             raise ValueError(f"{self.task_id}: {error}") from None
 
@@ -200,6 +196,13 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         context["ti"].xcom_push(key=SIZE_BYTES_XCOM_KEY, value=video.size_bytes)
         context["ti"].xcom_push(key=SHA256_XCOM_KEY, value=video.sha256)
         return video.destination
+
+
+def check_address_allowance(allowed_hosts: object, allow_private_addresses: object) -> None:
+    """Raise ``ValueError`` for an operator's ``allowed_hosts`` or ``allow_private_addresses`` that cannot be used."""
+    parse_allowed_hosts(allowed_hosts)
+    if allow_private_addresses is not None and not isinstance(allow_private_addresses, bool):
+        raise ValueError(f"allow_private_addresses must be True, False or None, got {allow_private_addresses!r}")
 
 
 def download_address_policy(

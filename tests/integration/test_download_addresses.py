@@ -297,7 +297,7 @@ class TestThroughAProxy:
 class TestTheBatch:
     """The batch operator's downloads follow the same policy, from its own InfinityBlue connection."""
 
-    def save(self, url: str, tmp_path: Path):
+    def save(self, url: str, tmp_path: Path, **allowance):
         from airflow_provider_infinityblue.batch.manifest import ManifestEntry
         from airflow_provider_infinityblue.operators.batch import InfinityBlueGenerateVideoBatchOperator
 
@@ -307,6 +307,7 @@ class TestTheBatch:
             manifest_path=str(tmp_path / "manifest.jsonl"),
             destination=str(tmp_path / "{key}.mp4"),
             infinityblue_conn_id="batch_conn",
+            **allowance,
         )
         entry = ManifestEntry(row=0, key="heron", generation_id="g1", status="succeeded", video_url=url)
         op._save_videos(task_context(), {0: entry}, [0])
@@ -328,6 +329,19 @@ class TestTheBatch:
             saved = self.save(f"{host.url}/v.mp4", tmp_path)
         assert saved.status == "succeeded", saved.error
         assert (tmp_path / "heron.mp4").read_bytes() == VIDEO
+
+    def test_allowed_by_the_operator(self, monkeypatch, tmp_path) -> None:
+        with LoopbackServer([video_reply()]) as host:
+            set_connection(monkeypatch, "batch_conn", host=f"http://127.0.0.1:{free_port()}", password="sk-x")
+            saved = self.save(f"{host.url}/v.mp4", tmp_path, allowed_hosts=[f"127.0.0.1:{port_of(host)}"])
+        assert saved.status == "succeeded", saved.error
+        assert (tmp_path / "heron.mp4").read_bytes() == VIDEO
+
+    def test_a_bad_allowance_fails_when_the_dag_is_parsed(self, tmp_path) -> None:
+        with pytest.raises(ValueError, match="allowed_hosts entry 'http://x/'"):
+            self.save("http://x/v.mp4", tmp_path, allowed_hosts=["http://x/"])
+        with pytest.raises(ValueError, match="allow_private_addresses must be True, False or None"):
+            self.save("http://x/v.mp4", tmp_path, allow_private_addresses="yes")
 
 
 def self_signed(name: str, folder: Path) -> tuple[Path, Path]:
