@@ -302,19 +302,22 @@ class GenerationWait:
         self._failures, self._last_problem = 0, None
         self._progress.report(generation, self.log)
         if generation.state is GenerationState.SUCCEEDED:
-            if generation.video_url and _scheme(generation.video_url) in ("http", "https"):
+            if generation.video_url and _is_web_url(generation.video_url):
                 return GenerationOutcome(
                     "success", self.generation_id, f"InfinityBlue generation {self.generation_id} completed",
                     generation.video_url,
                 )  # fmt: skip
             if generation.video_url:
                 scheme = _scheme(generation.video_url)
-                problem = f"its URL's scheme is {scrub(scheme, limit=40)!r}" if scheme else "its URL has no scheme"
+                if scheme in ("http", "https"):
+                    problem = "its URL has no host"
+                else:
+                    problem = f"its URL's scheme is {scrub(scheme, limit=40)!r}" if scheme else "its URL has no scheme"
                 return GenerationOutcome.of_error(
                     self.generation_id,
                     InfinityBlueResponseError(
-                        f"InfinityBlue generation {self.generation_id} is {generation.status!r} but {problem}, not "
-                        "http or https: refusing it as a video URL"
+                        f"InfinityBlue generation {self.generation_id} is {generation.status!r} but {problem}: "
+                        "refusing it as a video URL (only http and https URLs with a host are handed on)"
                     ),
                 )
             return GenerationOutcome.of_error(
@@ -422,6 +425,19 @@ class GenerationWait:
             if isinstance(step, GenerationOutcome):
                 return step
             await asyncio.sleep(step.delay)
+
+
+def _is_web_url(url: str) -> bool:
+    """Whether ``url`` is an ``http``/``https`` URL with a host: the only video URLs a wait hands on.
+
+    >>> _is_web_url("https://cdn/x.mp4"), _is_web_url("file:///etc/passwd"), _is_web_url("http:///x.mp4")
+    (True, False, False)
+    """
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 def _scheme(url: str) -> str:

@@ -79,6 +79,7 @@ def test_finished_generations_end_the_wait() -> None:
         ("ftp://cdn.example.com/t1.mp4", "scheme is 'ftp'"),
         ("cdn.example.com/t1.mp4", "URL has no scheme"),
         ("data:video/mp4;base64,AAAA", "scheme is 'data'"),
+        ("http:///etc/passwd", "URL has no host"),
     ],
 )
 def test_a_video_url_that_is_not_http_ends_the_wait_with_an_error(url: str, said: str) -> None:
@@ -86,7 +87,7 @@ def test_a_video_url_that_is_not_http_ends_the_wait_with_an_error(url: str, said
     assert outcome.status == "error"
     assert outcome.video_url is None
     assert url not in str(outcome.to_payload())  # never handed on, not even quoted
-    with pytest.raises(InfinityBlueResponseError, match=rf"generation t1 .*{said}, not http or https"):
+    with pytest.raises(InfinityBlueResponseError, match=rf"generation t1 .*{said}: refusing it as a video URL"):
         outcome.video_url_or_raise()
 
 
