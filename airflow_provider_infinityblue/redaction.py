@@ -17,8 +17,11 @@ exception, a log line, an XCom or a trigger event, and decoded JSON answers thro
 from __future__ import annotations
 
 import threading
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import quote, quote_plus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 QUOTE_LIMIT = 300
 """Most characters of one quoted text (a code, a message, a request id, a status), before its ``…``."""
@@ -77,6 +80,25 @@ def scrub(text: str | None, limit: int | None = QUOTE_LIMIT) -> str | None:
     if limit is not None and len(text) > limit:
         text = text[:limit] + "…"
     return text
+
+
+def scrub_answer(content: bytes, headers: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
+    """An answer's raw body and headers with every registered secret removed, before anything reads them.
+
+    Done first, so that no variable holds the key while the answer is read: tracebacks that show
+    local variables (Airflow 3.0's console logs do) would print it. The body stays valid JSON: the key
+    only ever sits inside a string, and becomes ``***`` there.
+
+    >>> register_secret("sk-fake-DOCTEST-0123456789")
+    >>> scrub_answer(b'{"echo": "Bearer sk-fake-DOCTEST-0123456789"}', {"x-request-id": "sk-fake-DOCTEST-0123456789"})
+    (b'{"echo": "Bearer ***"}', {'x-request-id': '***'})
+    """
+    clean = dict(headers.items())
+    if not _secrets:
+        return content, clean
+    for secret in _secrets:
+        content = content.replace(secret.encode(), REDACTED.encode())
+    return content, {name: scrub(value, limit=None) for name, value in clean.items()}
 
 
 def scrub_json(value: Any) -> Any:

@@ -40,7 +40,7 @@ from airflow_provider_infinityblue.models import (
     GenerationRequest,
     check_prompt_length,
 )
-from airflow_provider_infinityblue.redaction import DETAIL_LIMIT, register_secret, scrub, scrub_json
+from airflow_provider_infinityblue.redaction import DETAIL_LIMIT, register_secret, scrub, scrub_answer, scrub_json
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.transport import (
     REQUEST_ID_HEADER,
@@ -499,7 +499,8 @@ class InfinityBlueHook(BaseHook):
                 # Headers cut short by the deadline can still parse into an answer: a truncated one.
                 if guard.expired:
                     raise self._answer_too_late(method, path, started=now, at=at)
-                return self._read_answer(method, path, response.status_code, response.headers, content)
+                content, headers = _without_secrets(content, response.headers)
+                return self._read_answer(method, path, response.status_code, headers, content)
             except InfinityBlueError as error:
                 delay = self._delay_before_retry(error, method, path, attempt, deadline, policy)
             time.sleep(delay)
@@ -533,7 +534,8 @@ class InfinityBlueHook(BaseHook):
                     if failure.request_sent and (whole_answer.expired() or isinstance(exc, TimeoutError)):
                         raise self._answer_too_late(method, path, started=now, at=at) from exc
                     raise failure from exc
-                return self._read_answer(method, path, response.status, response.headers, content)
+                content, headers = _without_secrets(content, response.headers)
+                return self._read_answer(method, path, response.status, headers, content)
             except InfinityBlueError as error:
                 delay = self._delay_before_retry(error, method, path, attempt, deadline, policy)
             await asyncio.sleep(delay)
@@ -699,6 +701,19 @@ class _TooLarge:
         if self.declared is not None:
             return f"a {self.declared}-byte answer"
         return f"an answer of more than {MAX_ANSWER_BYTES} bytes"
+
+
+def _without_secrets(
+    content: bytes | _TooLarge, headers: Mapping[str, str]
+) -> tuple[bytes | _TooLarge, dict[str, str]]:
+    """An answer's body and headers scrubbed before they are read: no local variable then holds the key.
+
+    Tracebacks that print local variables (Airflow 3.0's console logs, ``dag.test()`` among them) would
+    otherwise show an echoed key in the raw body or headers of the frame that raised.
+    """
+    if isinstance(content, _TooLarge):
+        return content, scrub_answer(b"", headers)[1]
+    return scrub_answer(content, headers)
 
 
 def _answer_limit(status: int) -> int:

@@ -18,6 +18,7 @@ import pytest
 
 from airflow_provider_infinityblue.redaction import MESSAGE_LIMIT
 from airflow_provider_infinityblue.triggers.infinityblue import InfinityBlueBatchTrigger, InfinityBlueVideoTrigger
+from airflow_provider_infinityblue.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.conftest import set_connection
 from tests.integration.dags.infinityblue_hostile_api import FAILURE_RECORD_ENV
 from tests.loopback import LoopbackServer, Reply
@@ -89,10 +90,16 @@ def assert_bounded_and_clean(texts: list[str], logs: str = "") -> None:
 
 
 def run_and_record(run_dag, tmp_path, monkeypatch, dag_id: str) -> tuple[object, list[str]]:
+    """Run the DAG; return its result and the texts of the errors its ``on_failure_callback`` received.
+
+    Airflow 3.0 gives failure callbacks no exception: there the list is empty, and the logs, XComs and
+    events carry the proof.
+    """
     record = tmp_path / "failures.jsonl"
     monkeypatch.setenv(FAILURE_RECORD_ENV, str(record))
     result = run_dag(dag_id)
     failures = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    assert len(failures) == (1 if AIRFLOW_V_3_1_PLUS else 0)
     return result, failures
 
 
@@ -104,10 +111,10 @@ def test_the_key_reaches_no_callback_xcom_or_log(
     server = hostile_api([SUBMITTED, *scenario.answers])
     result, failures = run_and_record(run_dag, tmp_path, monkeypatch, f"hostile_api_{mode}")
     assert result.state == "failed"
-    (text,) = failures
-    assert scenario.says in text, text
-    assert "t1" in text
-    assert_bounded_and_clean([text, repr(result.xcom)], result.logs)
+    for text in failures:
+        assert scenario.says in text, text
+        assert "t1" in text
+    assert_bounded_and_clean([*failures, repr(result.xcom)], result.logs)
     assert server.received[0].headers["Authorization"] == f"Bearer {KEY}"  # the key really was sent, and echoed
 
 
@@ -115,10 +122,10 @@ def test_a_refused_key_echoed_back_reaches_no_callback(hostile_api, run_dag, tmp
     server = hostile_api([REFUSED_KEY])
     result, failures = run_and_record(run_dag, tmp_path, monkeypatch, "hostile_api_worker")
     assert result.state == "failed"
-    (text,) = failures
-    assert "rejected the API key" in text, text
-    assert "request id req-***" in text, text
-    assert_bounded_and_clean([text], result.logs)
+    for text in failures:
+        assert "rejected the API key" in text, text
+        assert "request id req-***" in text, text
+    assert_bounded_and_clean(failures, result.logs)
     assert [r.method for r in server.received] == ["POST"]
 
 
