@@ -31,7 +31,7 @@ from airflow_provider_infinityblue import __version__
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import requests
     import urllib3
@@ -40,6 +40,9 @@ USER_AGENT = f"airflow-provider-infinityblue/{__version__}"
 """Sent with every request the provider makes, to the API and to video hosts."""
 REQUEST_ID_HEADER = "x-request-id"
 """The header in which the API names each answer, for InfinityBlue support."""
+
+PoolClasses = dict[str, type["urllib3.HTTPConnectionPool"]]
+"""urllib3 connection pool classes by scheme (``http``, ``https``)."""
 
 LAST_LOOK_SECONDS = 1.0
 """The least time an answer gets, even when asked for at or after the caller's deadline.
@@ -188,17 +191,20 @@ def enforce_deadline(*, at: float) -> Iterator[DeadlineGuard]:
         _active.guard = previous
 
 
-def new_session() -> requests.Session:
+def new_session(pool_classes: PoolClasses | None = None) -> requests.Session:
     """A ``requests.Session`` whose connections obey :func:`enforce_deadline`, proxied ones included.
 
-    It has no headers or credentials of its own: callers add theirs.
+    ``pool_classes`` (``{"http": ..., "https": ...}``) replaces the urllib3 pools of
+    :func:`guarded_pool_classes` with subclasses of them that do more (the download's check of
+    the address connected to). It has no headers or credentials of its own: callers add theirs.
     """
     import requests
 
     session = requests.Session()
     adapter_class = _deadline_adapter_class()
-    session.mount("https://", adapter_class())
-    session.mount("http://", adapter_class())
+    pools = pool_classes or guarded_pool_classes()
+    session.mount("https://", adapter_class(pools))
+    session.mount("http://", adapter_class(pools))
     return session
 
 
@@ -233,7 +239,7 @@ class _CutHeadersFilter(logging.Filter):
 
 
 @functools.cache
-def _guarded_pool_classes() -> dict[str, type[urllib3.HTTPConnectionPool]]:
+def guarded_pool_classes() -> PoolClasses:
     """urllib3 connection pools whose connections register with the active :class:`DeadlineGuard`.
 
     urllib3 2.x calls ``connect()`` for a new connection and ``request()`` for every request
@@ -269,28 +275,32 @@ def _guarded_pool_classes() -> dict[str, type[urllib3.HTTPConnectionPool]]:
 
 
 @functools.cache
-def _deadline_adapter_class() -> type[requests.adapters.HTTPAdapter]:
+def _deadline_adapter_class() -> Callable[[PoolClasses], requests.adapters.HTTPAdapter]:
     from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
     from urllib3 import PoolManager, ProxyManager
 
-    def use_guarded_pools(manager: PoolManager) -> None:
-        # A copy: the class attribute is urllib3's module-level dict, shared by every other pool manager.
-        manager.pool_classes_by_scheme = dict(_guarded_pool_classes())
-
     class DeadlineAdapter(HTTPAdapter):
-        """An ``HTTPAdapter`` whose pools, direct and through HTTP(S) proxies, obey :func:`enforce_deadline`."""
+        """An ``HTTPAdapter`` whose pools, direct and through HTTP(S) proxies, are of ``pool_classes``."""
+
+        def __init__(self, pool_classes: PoolClasses, **kwargs: Any) -> None:
+            self.pool_classes = pool_classes  # set first: the base class creates its pool manager
+            super().__init__(**kwargs)
 
         def init_poolmanager(
             self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK, **pool_kwargs: Any
         ) -> None:
             super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
-            use_guarded_pools(self.poolmanager)
+            self._use_pool_classes(self.poolmanager)
 
         def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
             manager = super().proxy_manager_for(proxy, **proxy_kwargs)
             # SOCKS proxies have connection classes of their own, left as they are.
             if isinstance(manager, ProxyManager):
-                use_guarded_pools(manager)
+                self._use_pool_classes(manager)
             return manager
+
+        def _use_pool_classes(self, manager: PoolManager) -> None:
+            # A copy: the class attribute is urllib3's module-level dict, shared by every other pool manager.
+            manager.pool_classes_by_scheme = dict(self.pool_classes)
 
     return DeadlineAdapter

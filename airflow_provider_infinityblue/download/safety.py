@@ -8,7 +8,7 @@ their signature there).
 Nor may it reach into the worker's network: :class:`AddressPolicy` says which addresses
 a download may connect to (public ones by default, the InfinityBlue connection's own
 origin, and what ``allowed_hosts`` / ``allow_private_addresses`` allow), and
-:func:`address_checked_adapter` enforces it on every connection the download opens,
+:func:`address_checked_pool_classes` enforces it on every connection the download opens,
 on the address actually connected to. :func:`resolve_addresses` is the one place a
 download resolves host names; :func:`check_proxied_host` checks a host that a proxy is
 to reach for us.
@@ -23,14 +23,11 @@ import re
 import socket
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_infinityblue.exceptions import InfinityBlueDownloadRefusedError
-
-if TYPE_CHECKING:
-    import requests
-    import urllib3
+from airflow_provider_infinityblue.transport import PoolClasses, guarded_pool_classes
 
 ALLOWED_SCHEMES = ("http", "https")
 # Everything from a "?" to the next blank or quote: the query strings that requests and
@@ -383,10 +380,12 @@ def check_proxied_host(url: str, policy: AddressPolicy) -> None:
 # -- connections -------------------------------------------------------------------------------
 
 
-def address_checked_adapter(policy: AddressPolicy) -> requests.adapters.HTTPAdapter:
-    """An ``HTTPAdapter`` whose direct connections go only to addresses ``policy`` allows.
+@functools.lru_cache(maxsize=64)
+def address_checked_pool_classes(policy: AddressPolicy) -> PoolClasses:
+    """urllib3 pools (for :func:`~airflow_provider_infinityblue.transport.new_session`) whose direct
+    connections go only to addresses ``policy`` allows.
 
-    Its connections resolve the host with :func:`resolve_addresses`, refuse the whole host
+    Their connections resolve the host with :func:`resolve_addresses`, refuse the whole host
     when any of its addresses is refused, connect to the address itself (the ``Host``
     header, TLS SNI and the certificate check keep the host name) and check the address
     actually connected to once more: a DNS answer that changes between the check and the
@@ -394,40 +393,12 @@ def address_checked_adapter(policy: AddressPolicy) -> requests.adapters.HTTPAdap
     :func:`check_proxied_host`). They obey the answer deadlines of
     :mod:`~airflow_provider_infinityblue.transport` like any other.
     """
-    from urllib3 import PoolManager, ProxyManager
-
-    from airflow_provider_infinityblue.transport import _deadline_adapter_class
-
-    pools = _address_checked_pool_classes(policy)
-
-    def use_checked_pools(manager: PoolManager) -> None:
-        manager.pool_classes_by_scheme = dict(pools)
-
-    class AddressCheckedAdapter(_deadline_adapter_class()):  # type: ignore[misc]
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            super().init_poolmanager(*args, **kwargs)
-            use_checked_pools(self.poolmanager)
-
-        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-            if isinstance(manager, ProxyManager):
-                use_checked_pools(manager)
-            return manager
-
-    adapter: requests.adapters.HTTPAdapter = AddressCheckedAdapter()
-    return adapter
-
-
-@functools.lru_cache(maxsize=64)
-def _address_checked_pool_classes(policy: AddressPolicy) -> dict[str, type[urllib3.HTTPConnectionPool]]:
     import sys
 
     from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
     from urllib3.util import connection as urllib3_connection
 
-    from airflow_provider_infinityblue.transport import _guarded_pool_classes
-
-    guarded = _guarded_pool_classes()
+    guarded = guarded_pool_classes()
     # Any: the base classes are built at run time, which mypy cannot follow.
     http_pool: Any = guarded["http"]
     https_pool: Any = guarded["https"]

@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 from airflow_provider_infinityblue.download.safety import (
     QUERY_IN_TEXT,
     AddressPolicy,
-    address_checked_adapter,
+    address_checked_pool_classes,
     check_proxied_host,
     check_scheme,
     redact_url,
@@ -337,10 +337,7 @@ class Transfer:
 
 
 def _new_session(policy: AddressPolicy) -> requests.Session:
-    session = new_session()
-    adapter = address_checked_adapter(policy)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    session = new_session(pool_classes=address_checked_pool_classes(policy))
     session.headers.update(
         {
             "User-Agent": USER_AGENT,
