@@ -232,8 +232,8 @@ def _bad_entry(entry: object) -> str:
 def parse_allowed_hosts(value: object) -> tuple[AllowedHost, ...]:
     """``allowed_hosts`` as given to the operator or in a connection extra, parsed.
 
-    A list of entries, a comma-separated string, or a string holding a JSON list; None and
-    ``""`` mean none. Raises ``ValueError`` naming the entry that is not understood.
+    A list of entries (parsed ones are kept as they are), a comma-separated string, or a string
+    holding a JSON list; None and ``""`` mean none. Raises ``ValueError`` naming the entry that is not understood.
 
     >>> [h.name or str(h.network) for h in parse_allowed_hosts('cdn.internal, 10.0.0.0/8')]
     ['cdn.internal', '10.0.0.0/8']
@@ -255,7 +255,7 @@ def parse_allowed_hosts(value: object) -> tuple[AllowedHost, ...]:
         raise ValueError(
             f"allowed_hosts must be a list of host names, addresses or networks, got {type(value).__name__}"
         )
-    return tuple(AllowedHost.parse(entry) for entry in value)
+    return tuple(entry if isinstance(entry, AllowedHost) else AllowedHost.parse(entry) for entry in value)
 
 
 @dataclass(frozen=True)

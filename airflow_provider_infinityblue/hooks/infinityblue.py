@@ -97,7 +97,7 @@ class InfinityBlueConnectionSettings:
                 f"Airflow connection '{conn_id}' has no InfinityBlue API key: put it in the connection's "
                 "password field (labelled 'API Key' in the UI)."
             )
-        extras = _Extras(conn_id, conn.extra_dejson)
+        extras = ConnectionExtras(conn_id, conn.extra_dejson)
         defaults = RetryPolicy()
         return cls(
             conn_id=conn_id,
@@ -119,13 +119,31 @@ class InfinityBlueConnectionSettings:
 
 
 @dataclass(frozen=True)
-class _Extras:
+class ConnectionExtras:
+    """The extras of an ``infinityblue`` connection, read and checked; errors name the connection and the extra."""
+
     conn_id: str
     values: Mapping[str, Any]
 
+    def get(self, name: str) -> Any:
+        """The extra's raw value, or None; the UI of some Airflow versions stores form fields under a prefixed name."""
+        return self.values.get(name, self.values.get(f"extra__infinityblue__{name}"))
+
+    def boolean(self, name: str) -> bool:
+        """A boolean extra (``true``/``false`` in any case as text); unset means False."""
+        value = self.get(name)
+        if value is None or value == "":
+            return False
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise InfinityBlueConfigurationError(
+            f"Airflow connection '{self.conn_id}': extra {name!r} must be true or false, got {value!r}"
+        )
+
     def number(self, name: str, default: float, *, minimum: float, integer: bool = False) -> float:
-        # The UI of some Airflow versions stores form fields under a prefixed name.
-        value = self.values.get(name, self.values.get(f"extra__infinityblue__{name}"))
+        value = self.get(name)
         if value is None or value == "":
             return default
         try:

@@ -16,7 +16,7 @@ from airflow_provider_infinityblue.download import (
     DownloadSettings,
     download_video,
 )
-from airflow_provider_infinityblue.download.safety import origin_of, parse_allowed_hosts
+from airflow_provider_infinityblue.download.safety import AllowedHost, parse_allowed_hosts
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 from airflow_provider_infinityblue.retry import RetryPolicy
 
@@ -222,11 +222,11 @@ def download_address_policy(
     """
     from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
-    from airflow_provider_infinityblue.hooks.infinityblue import resolve_base_url
+    from airflow_provider_infinityblue.hooks.infinityblue import ConnectionExtras, resolve_base_url
 
     base_url: str | None = None
-    extra_hosts: object = None
-    extra_private: object = None
+    connection_hosts: tuple[AllowedHost, ...] = ()
+    private = False
     if conn_id:
         try:
             conn = BaseHook.get_connection(conn_id)
@@ -234,33 +234,14 @@ def download_address_policy(
             conn = None
         if conn is not None:
             base_url = resolve_base_url(conn.host, conn.port, conn.schema, conn_id=conn_id)
-            extras = conn.extra_dejson
-            extra_hosts = extras.get("allowed_hosts", extras.get("extra__infinityblue__allowed_hosts"))
-            extra_private = extras.get(
-                "allow_private_addresses", extras.get("extra__infinityblue__allow_private_addresses")
-            )
-    try:
-        connection_hosts = parse_allowed_hosts(extra_hosts or None)
-    except ValueError as error:
-        raise InfinityBlueConfigurationError(f"Airflow connection '{conn_id}': extra {error}") from None
-    private = _extra_bool(conn_id, "allow_private_addresses", extra_private)
-    if allow_private_addresses is not None:
-        private = allow_private_addresses
-    origin = origin_of(base_url) if base_url else None
-    return AddressPolicy(
-        trusted_origins=(origin,) if origin else (),
+            extras = ConnectionExtras(conn_id, conn.extra_dejson)
+            try:
+                connection_hosts = parse_allowed_hosts(extras.get("allowed_hosts") or None)
+            except ValueError as error:
+                raise InfinityBlueConfigurationError(f"Airflow connection '{conn_id}': extra {error}") from None
+            private = extras.boolean("allow_private_addresses")
+    return AddressPolicy.build(
+        base_url=base_url,
         allowed_hosts=connection_hosts + parse_allowed_hosts(allowed_hosts),
-        allow_private_addresses=private,
-    )
-
-
-def _extra_bool(conn_id: str | None, name: str, value: object) -> bool:
-    if value is None or value == "":
-        return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise InfinityBlueConfigurationError(
-        f"Airflow connection '{conn_id}': extra {name!r} must be true or false, got {value!r}"
+        allow_private_addresses=private if allow_private_addresses is None else allow_private_addresses,
     )
