@@ -302,17 +302,13 @@ class GenerationWait:
         self._failures, self._last_problem = 0, None
         self._progress.report(generation, self.log)
         if generation.state is GenerationState.SUCCEEDED:
-            if generation.video_url and _is_web_url(generation.video_url):
+            problem = _video_url_problem(generation.video_url) if generation.video_url else None
+            if generation.video_url and problem is None:
                 return GenerationOutcome(
                     "success", self.generation_id, f"InfinityBlue generation {self.generation_id} completed",
                     generation.video_url,
                 )  # fmt: skip
-            if generation.video_url:
-                scheme = _scheme(generation.video_url)
-                if scheme in ("http", "https"):
-                    problem = "its URL has no host"
-                else:
-                    problem = f"its URL's scheme is {scrub(scheme, limit=40)!r}" if scheme else "its URL has no scheme"
+            if problem is not None:
                 return GenerationOutcome.of_error(
                     self.generation_id,
                     InfinityBlueResponseError(
@@ -427,26 +423,21 @@ class GenerationWait:
             await asyncio.sleep(step.delay)
 
 
-def _is_web_url(url: str) -> bool:
-    """Whether ``url`` is an ``http``/``https`` URL with a host: the only video URLs a wait hands on.
+def _video_url_problem(url: str) -> str | None:
+    """Why ``url`` is not handed on as a video URL, or None for an ``http``/``https`` URL with a host.
 
-    >>> _is_web_url("https://cdn/x.mp4"), _is_web_url("file:///etc/passwd"), _is_web_url("http:///x.mp4")
-    (True, False, False)
+    >>> _video_url_problem("HTTPS://cdn/x.mp4") is None, _video_url_problem("javascript:alert(1)")
+    (True, "its URL's scheme is 'javascript'")
+    >>> _video_url_problem("http:///x.mp4"), _video_url_problem("cdn/x.mp4")
+    ('its URL has no host', 'its URL has no scheme')
     """
     try:
         parts = urlsplit(url.strip())
-        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        scheme, host = parts.scheme.lower(), parts.hostname
     except ValueError:
-        return False
-
-
-def _scheme(url: str) -> str:
-    """The scheme of a URL, lower-cased; empty when it has none.
-
-    >>> _scheme("HTTPS://cdn/x.mp4"), _scheme("javascript:alert(1)"), _scheme("cdn/x.mp4")
-    ('https', 'javascript', '')
-    """
-    try:
-        return urlsplit(url.strip()).scheme.lower()
-    except ValueError:
-        return ""
+        return "its URL cannot be parsed"
+    if not scheme:
+        return "its URL has no scheme"
+    if scheme not in ("http", "https"):
+        return f"its URL's scheme is {scrub(scheme, limit=40)!r}"
+    return None if host else "its URL has no host"

@@ -28,6 +28,11 @@ from airflow_provider_infinityblue.download.safety import redact_url
 from airflow_provider_infinityblue.download.transfer import DownloadSettings, Logger, Transfer
 from airflow_provider_infinityblue.exceptions import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows, where Airflow workers do not run
+    fcntl = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -199,9 +204,7 @@ def _remove_stale_partial_files(directory: Path, prefix: str, logger: Logger) ->
     A download holds its temporary file locked until it ends, and the lock dies with its
     process: an unlocked one was left by a killed attempt. Only where locks exist (POSIX).
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows, where Airflow workers do not run
+    if fcntl is None:  # pragma: no cover - Windows, where Airflow workers do not run
         return
     try:
         names = [entry.name for entry in os.scandir(directory) if entry.name.startswith(prefix)]
@@ -232,8 +235,6 @@ def _remove_stale_partial_files(directory: Path, prefix: str, logger: Logger) ->
 
 
 def _lock(descriptor: int) -> None:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows, where Airflow workers do not run
+    if fcntl is None:  # pragma: no cover - Windows, where Airflow workers do not run
         return
     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
