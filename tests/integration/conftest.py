@@ -18,7 +18,8 @@ import pytest
 
 from airflow_provider_infinityblue.testing import EmulatorHandle, running_emulator
 from airflow_provider_infinityblue.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.conftest import FAKE_API_KEY, without_airflow_30_mask_messages
+from tests.conftest import FAKE_API_KEY, set_connection, without_airflow_30_mask_messages
+from tests.loopback import LoopbackServer, Reply
 
 # The example DAGs read their poll interval when parsed (once per session): keep it short for the emulator.
 os.environ["INFINITYBLUE_EXAMPLE_POLL_SECONDS"] = "1"
@@ -71,6 +72,25 @@ def dags(airflow_db: None) -> dict[str, Any]:
         spec.loader.exec_module(module)
         found.update({value.dag_id: value for value in vars(module).values() if isinstance(value, DAG)})
     return found
+
+
+@pytest.fixture
+def loopback_api(monkeypatch: pytest.MonkeyPatch):
+    """Start a loopback API answering ``answers`` in order, with ``infinityblue_default`` pointing at it.
+
+    ``start(answers, password=..., extra={...})``; every server started is stopped after the test.
+    """
+    servers: list[LoopbackServer] = []
+
+    def start(answers: list[Reply], *, password: str = FAKE_API_KEY, extra: dict[str, Any]) -> LoopbackServer:
+        server = LoopbackServer(list(answers)).__enter__()
+        servers.append(server)
+        set_connection(monkeypatch, host=server.url, password=password, extra=json.dumps(extra))
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ import pytest
 from airflow_provider_infinityblue.redaction import MESSAGE_LIMIT
 from airflow_provider_infinityblue.triggers.infinityblue import InfinityBlueBatchTrigger, InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.conftest import set_connection
 from tests.integration.dags.infinityblue_hostile_api import FAILURE_RECORD_ENV
-from tests.loopback import LoopbackServer, Reply
+from tests.loopback import Reply
 
 # Obviously fake; its '/', '+' and '=' make its percent-encoded form differ from it.
 KEY = "sk-fake-LEAKCANARY/0123+4567=89abcdef"
@@ -66,18 +65,9 @@ SCENARIOS = {
 
 
 @pytest.fixture
-def hostile_api(monkeypatch):
-    servers: list[LoopbackServer] = []
-
-    def start(answers: list[Reply]) -> LoopbackServer:
-        server = LoopbackServer(list(answers)).__enter__()
-        servers.append(server)
-        set_connection(monkeypatch, host=server.url, password=KEY, extra=json.dumps({"initial_backoff": 0.01}))
-        return server
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
+def hostile_api(loopback_api):
+    """Start the echoing API, with ``infinityblue_default`` holding the key it echoes."""
+    return lambda answers: loopback_api(answers, password=KEY, extra={"initial_backoff": 0.01})
 
 
 def assert_bounded_and_clean(texts: list[str], logs: str = "") -> None:

@@ -9,7 +9,6 @@ way: a video URL, or the same exception class; operators send exactly one POST.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ import pytest
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.triggers.infinityblue import InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.wait import GenerationOutcome
-from tests.conftest import FAKE_API_KEY, set_connection
-from tests.loopback import LoopbackServer, Reply
+from tests.loopback import Reply
 
 VIDEO = "https://cdn.example.com/t1.mp4"
 SUBMITTED = Reply(body={"task_id": "t1", "status": "queued"})
@@ -81,20 +79,10 @@ DAG_MODES = (
 
 
 @pytest.fixture
-def scripted_api(monkeypatch):
+def scripted_api(loopback_api):
     """Start a loopback API answering ``answers`` in order, with ``infinityblue_default`` pointing at it."""
-    servers: list[LoopbackServer] = []
-
-    def start(answers: list[Reply]) -> LoopbackServer:
-        server = LoopbackServer(list(answers)).__enter__()
-        servers.append(server)
-        extra = {"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 4, "connect_timeout": CONNECT_TIMEOUT}
-        set_connection(monkeypatch, host=server.url, password=FAKE_API_KEY, extra=json.dumps(extra))
-        return server
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
+    extra = {"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 4, "connect_timeout": CONNECT_TIMEOUT}
+    return lambda answers: loopback_api(answers, extra=extra)
 
 
 def outcome_of(error: BaseException | None) -> str:
