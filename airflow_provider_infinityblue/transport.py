@@ -20,6 +20,7 @@ function needs it.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import socket
 import threading
@@ -30,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_infinityblue import __version__
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Callable, Iterator
+    from types import ModuleType
 
     import requests
     import urllib3
@@ -246,6 +247,8 @@ def guarded_pool_classes() -> PoolClasses:
     on a connection, reused ones included: registering in both covers the TLS handshake
     and every kept-alive request.
     """
+    import ssl
+
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -270,6 +273,16 @@ def guarded_pool_classes() -> PoolClasses:
 
     class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
         ConnectionCls = GuardedHTTPSConnection
+
+        def _validate_conn(self, conn: Any) -> None:
+            if self.cert_reqs not in ("CERT_NONE", ssl.CERT_NONE):
+                super()._validate_conn(conn)
+                return
+            # Checks turned off on purpose (tls_verification: skip-insecure), which NetworkSettings has
+            # said once, loudly: not one more InsecureRequestWarning per request on top.
+            HTTPConnectionPool._validate_conn(self, conn)
+            if conn.is_closed:
+                conn.connect()
 
     return {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
 
@@ -304,3 +317,24 @@ def _deadline_adapter_class() -> Callable[[PoolClasses], requests.adapters.HTTPA
             manager.pool_classes_by_scheme = dict(self.pool_classes)
 
     return DeadlineAdapter
+
+
+# Modules imported by import_off_the_loop, complete. sys.modules cannot tell: it holds a module from
+# the moment its import starts, so a second trigger would get a half-initialised aiohttp.
+_imported_off_the_loop: dict[str, ModuleType] = {}
+
+
+async def import_off_the_loop(name: str) -> ModuleType:
+    """Import a module in a worker thread the first time: importing aiohttp takes a few hundred
+    milliseconds, which would stall every other trigger sharing the triggerer's event loop.
+
+    Triggers starting together each wait in their own thread on the import lock, so every one of
+    them gets the module only once it is fully initialised.
+    """
+    import asyncio
+
+    module = _imported_off_the_loop.get(name)
+    if module is None:
+        module = await asyncio.to_thread(importlib.import_module, name)
+        _imported_off_the_loop[name] = module
+    return module

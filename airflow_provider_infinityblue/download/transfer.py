@@ -29,6 +29,7 @@ from airflow_provider_infinityblue.download.safety import (
     redact_url,
 )
 from airflow_provider_infinityblue.exceptions import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError
+from airflow_provider_infinityblue.network import NetworkSettings
 from airflow_provider_infinityblue.retry import RetryPolicy, parse_retry_after
 from airflow_provider_infinityblue.transport import USER_AGENT, enforce_deadline, new_session, request_timeouts
 
@@ -78,7 +79,9 @@ class DownloadSettings:
     ``read_timeout`` is the stall limit: an attempt fails when no byte arrives for that
     many seconds. ``timeout`` bounds the whole download, every attempt and the waits
     between them included. ``address_policy`` says which hosts and addresses may be
-    connected to; the default allows public addresses only.
+    connected to; the default allows public addresses only. ``network`` says which proxy and
+    certificates are used (see :class:`~airflow_provider_infinityblue.network.NetworkSettings`); the
+    default reads the environment's ``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ...
     """
 
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -90,6 +93,7 @@ class DownloadSettings:
     max_redirects: int = MAX_REDIRECTS
     timeout: float = DEFAULT_TIMEOUT
     address_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    network: NetworkSettings = field(default_factory=NetworkSettings.from_environment)
 
     def __post_init__(self) -> None:
         for name in ("max_bytes", "chunk_bytes", "connect_timeout", "read_timeout", "timeout"):
@@ -140,7 +144,7 @@ class Transfer:
 
     def run(self) -> Streamed:
         policy = self.settings.retry
-        session = _new_session(self.settings.address_policy)
+        session = _new_session(self.settings.address_policy, self.settings.network)
         try:
             for attempt in itertools.count(1):
                 try:
@@ -207,10 +211,12 @@ class Transfer:
         while True:
             check_scheme(url, redirected_from=previous)
             try:
-                if _proxy_for(session, url):
+                proxies = self.settings.network.requests_proxies(url)
+                if proxies:
                     check_proxied_host(url, self.settings.address_policy)
                 response = session.get(
                     url,
+                    proxies=proxies,
                     headers=headers,
                     stream=True,
                     allow_redirects=False,
@@ -336,7 +342,7 @@ class Transfer:
             self.log.info("Downloaded %.1f MiB%s of %s", self.written / 1024**2, of_total, redact_url(self.url))
 
 
-def _new_session(policy: AddressPolicy) -> requests.Session:
+def _new_session(policy: AddressPolicy, network: NetworkSettings) -> requests.Session:
     session = new_session(pool_classes=address_checked_pool_classes(policy))
     session.headers.update(
         {
@@ -346,18 +352,14 @@ def _new_session(policy: AddressPolicy) -> requests.Session:
             "Accept-Encoding": "identity",
         }
     )
-    # An auth of the session's own stops requests from adding credentials found in ~/.netrc.
+    # Proxies and certificates come from NetworkSettings alone: the environment would also bring ~/.netrc,
+    # whose credentials must never reach a video host.
+    session.trust_env = False
+    session.verify = network.requests_verify
+    network.warn_if_unverified()
+    # An auth of the session's own: no credentials of any kind are added to a request.
     session.auth = _without_credentials
     return session
-
-
-def _proxy_for(session: requests.Session, url: str) -> str | None:
-    """The proxy requests will send ``url`` through (``HTTP(S)_PROXY``, ``NO_PROXY``), or None."""
-    from requests.utils import select_proxy
-
-    proxies = session.merge_environment_settings(url, {}, None, None, None)["proxies"]
-    proxy: str | None = select_proxy(url, proxies)
-    return proxy
 
 
 def _address_refusal(

@@ -9,11 +9,12 @@ Neither HTTP library is imported until the first call, so DAG files parse fast.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import itertools
 import json
+import os
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -29,6 +30,7 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueConnectionError,
     InfinityBlueError,
     InfinityBlueNotFoundError,
+    InfinityBlueRateLimitError,
     InfinityBlueResponseError,
     InfinityBlueServerError,
     InfinityBlueValidationError,
@@ -40,6 +42,7 @@ from airflow_provider_infinityblue.models import (
     GenerationRequest,
     check_prompt_length,
 )
+from airflow_provider_infinityblue.network import NetworkSettings
 from airflow_provider_infinityblue.redaction import DETAIL_LIMIT, register_secret, scrub, scrub_answer, scrub_json
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.transport import (
@@ -54,12 +57,14 @@ from airflow_provider_infinityblue.transport import (
 from airflow_provider_infinityblue.wait import DEFAULT_NOT_FOUND_GRACE, GenerationWait, check_positive_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
-    from types import ModuleType, TracebackType
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from types import TracebackType
 
     import aiohttp
     import requests
     from airflow.sdk import Connection
+
+    from airflow_provider_infinityblue.session_pool import SharedSession
 
 GENERATIONS_PATH = "/v1/video/generations"
 _SINGLE_LOOK = RetryPolicy(max_attempts=1)
@@ -70,6 +75,11 @@ is an :class:`InfinityBlueAmbiguousSubmitError` (the generation may exist), to a
 MAX_ERROR_ANSWER_BYTES = 64 * 1024
 """Of an answer with an error status, only this much (64 KiB) is read, for its code and message."""
 _CHUNK_BYTES = 64 * 1024
+SETTINGS_REUSE_SECONDS = 10.0
+"""How long coroutines in one process reuse a connection read: a triggerer reads it once for all its triggers.
+
+A change to the connection's ``AIRFLOW_CONN_*`` environment variable is seen at once; one in the
+metadata database or a secrets backend within this many seconds."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class InfinityBlueConnectionSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+    network: NetworkSettings = field(default_factory=NetworkSettings)
 
     @classmethod
     def from_connection(cls, conn: Connection) -> InfinityBlueConnectionSettings:
@@ -115,7 +126,12 @@ class InfinityBlueConnectionSettings:
                 extras.number("max_image_mb", DEFAULT_MAX_IMAGE_BYTES / 1024 / 1024, minimum=0.000001) * 1024 * 1024
             ),
             max_prompt_chars=int(extras.number("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS, minimum=1, integer=True)),
+            network=NetworkSettings.from_extras(conn.extra_dejson, conn_id=conn_id),
         )
+
+    def secrets(self) -> list[str]:
+        """What must never show in a log: the API key, and the password of a proxy URL."""
+        return [self.api_key, *self.network.secrets()]
 
 
 @dataclass(frozen=True)
@@ -230,7 +246,7 @@ class InfinityBlueHook(BaseHook):
         self.infinityblue_conn_id = infinityblue_conn_id
         self._settings: InfinityBlueConnectionSettings | None = None
         self._session: requests.Session | None = None
-        self._async_session: aiohttp.ClientSession | None = None
+        self._lease: SharedSession | None = None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -267,25 +283,39 @@ class InfinityBlueHook(BaseHook):
         return self._settings
 
     async def asettings(self) -> InfinityBlueConnectionSettings:
-        """:attr:`settings` for coroutines: reads the connection without blocking the event loop."""
-        if self._settings is None:
-            # A sync call to the triggerer's supervisor (Airflow 3.0's connection lookup, and the key's
-            # masking before 3.2) hands its request back to the event loop: only asgiref's sync_to_async
-            # threads can do that. On the loop's own thread it raises, and a plain worker thread would
-            # start a second loop and break the triggerer's channel.
-            from asgiref.sync import sync_to_async
+        """:attr:`settings` for coroutines: reads the connection without blocking the event loop.
 
-            if not hasattr(BaseHook, "aget_connection"):  # Airflow 3.0: the sync lookup, all of it there
-                return await sync_to_async(lambda: self.settings)()
-            conn = await self.aget_connection(self.infinityblue_conn_id)
-            self._settings = await sync_to_async(self._remember)(conn)
+        Coroutines of one process share a read for :data:`SETTINGS_REUSE_SECONDS`: thousands of triggers
+        starting together in a triggerer read their connection once.
+        """
+        if self._settings is None:
+            self._settings = await _shared_settings_read(self.infinityblue_conn_id, self._aread_settings)
         return self._settings
+
+    async def _aread_settings(self) -> InfinityBlueConnectionSettings:
+        # A sync call to the triggerer's supervisor (Airflow 3.0's connection lookup, and masking before
+        # 3.3) hands its request back to the event loop: only asgiref's sync_to_async threads can do that.
+        # On the loop's own thread it raises, and a plain worker thread would start a second loop and
+        # break the triggerer's channel.
+        from asgiref.sync import sync_to_async
+
+        if not hasattr(BaseHook, "aget_connection"):  # Airflow 3.0: the sync lookup, all of it there
+            return await sync_to_async(lambda: self._remember(self.get_connection(self.infinityblue_conn_id)))()
+        conn = await self.aget_connection(self.infinityblue_conn_id)
+        settings = InfinityBlueConnectionSettings.from_connection(conn)
+        # aget_connection has masked the password (the API key) already; a proxy password is in the extras.
+        for secret in settings.secrets():
+            register_secret(secret)
+        if settings.network.secrets():
+            await sync_to_async(_mask_secrets)(settings.network.secrets())
+        return settings
 
     @staticmethod
     def _remember(conn: Connection) -> InfinityBlueConnectionSettings:
         settings = InfinityBlueConnectionSettings.from_connection(conn)
-        _mask_secret(settings.api_key)
-        register_secret(settings.api_key)  # scrubbed from every text built from an answer, in this process
+        _mask_secrets(settings.secrets())
+        for secret in settings.secrets():
+            register_secret(secret)  # scrubbed from every text built from an answer, in this process
         return settings
 
     def _headers(self, settings: InfinityBlueConnectionSettings) -> dict[str, str]:
@@ -301,8 +331,13 @@ class InfinityBlueHook(BaseHook):
         Its connections obey the answer deadlines of :mod:`~airflow_provider_infinityblue.transport`.
         """
         if self._session is None:
+            settings = self.settings
             session = new_session()
-            session.headers.update(self._headers(self.settings))
+            session.headers.update(self._headers(settings))
+            # Proxies and certificates come from NetworkSettings alone; the environment would also bring ~/.netrc.
+            session.trust_env = False
+            session.verify = settings.network.requests_verify
+            settings.network.warn_if_unverified()
             self._session = session
         return self._session
 
@@ -321,23 +356,29 @@ class InfinityBlueHook(BaseHook):
         self.close()
 
     async def aget_conn(self) -> aiohttp.ClientSession:
-        """The hook's ``aiohttp.ClientSession``, created on first use and kept until :meth:`aclose`."""
-        if self._async_session is None or self._async_session.closed:
-            aiohttp = await _import_off_the_loop("aiohttp")
+        """The ``aiohttp.ClientSession`` the hook's coroutines use, leased until :meth:`aclose`.
+
+        It is shared with every other hook of this event loop on the same API key and network
+        settings (see :mod:`~airflow_provider_infinityblue.session_pool`): do not close it; call
+        :meth:`aclose`, or use the hook in ``async with``.
+        """
+        return (await self._alease()).session
+
+    async def _alease(self) -> SharedSession:
+        if self._lease is None or self._lease.session.closed:
+            from airflow_provider_infinityblue.session_pool import lease_session
+
             settings = await self.asettings()
-            self._async_session = aiohttp.ClientSession(
-                headers=self._headers(settings),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-                ),
-            )
-        return self._async_session
+            self._lease = await lease_session(settings.api_key, settings.network)
+        return self._lease
 
     async def aclose(self) -> None:
-        """Close the asynchronous session, if one was opened."""
-        if self._async_session is not None:
-            await self._async_session.close()
-            self._async_session = None
+        """Give back the shared session, if one was leased; it closes once no hook uses it."""
+        if self._lease is not None:
+            from airflow_provider_infinityblue.session_pool import release_session
+
+            lease, self._lease = self._lease, None
+            release_session(lease)
 
     async def __aenter__(self) -> InfinityBlueHook:
         await self.aget_conn()
@@ -483,6 +524,8 @@ class InfinityBlueHook(BaseHook):
         settings = self.settings
         session = self.get_conn()
         data = None if body is None else _json_body(body)
+        url = settings.base_url + path
+        proxies = settings.network.requests_proxies(url)
         for attempt in itertools.count(1):
             # Each attempt gets the whole of read_timeout for its whole answer, clipped to the caller's deadline.
             now = time.monotonic()
@@ -493,8 +536,9 @@ class InfinityBlueHook(BaseHook):
                         # Streamed, and the body read inside the guard too, up to its size limit.
                         response = session.request(
                             method,
-                            settings.base_url + path,
+                            url,
                             data=data,
+                            proxies=proxies,
                             headers=None if data is None else {"Content-Type": "application/json"},
                             timeout=request_timeouts(
                                 at=at,
@@ -530,8 +574,11 @@ class InfinityBlueHook(BaseHook):
         import aiohttp
 
         settings = await self.asettings()
-        session = await self.aget_conn()
+        lease = await self._alease()
+        url = settings.base_url + path
+        proxy, proxy_auth = settings.network.aiohttp_proxy(url)
         for attempt in itertools.count(1):
+            await lease.pace.await_slot(latest=deadline)
             now = time.monotonic()
             at = answer_deadline(read_timeout=settings.read_timeout, caller_deadline=deadline, now=now)
             connect_timeout, read_timeout = request_timeouts(
@@ -543,7 +590,9 @@ class InfinityBlueHook(BaseHook):
                 try:
                     async with (
                         whole_answer,
-                        session.request(method, settings.base_url + path, timeout=timeouts) as response,
+                        lease.session.request(
+                            method, url, timeout=timeouts, proxy=proxy, proxy_auth=proxy_auth
+                        ) as response,
                     ):
                         content = await _aread_capped(response)
                 except (TimeoutError, aiohttp.ClientError) as exc:
@@ -555,6 +604,8 @@ class InfinityBlueHook(BaseHook):
                 content, headers = _without_secrets(content, response.headers)
                 return self._read_answer(method, path, response.status, headers, content)
             except InfinityBlueError as error:
+                if isinstance(error, InfinityBlueRateLimitError) and error.retry_after:
+                    lease.pace.hold(error.retry_after)  # every trigger on this session waits, not only this one
                 delay = self._delay_before_retry(error, method, path, attempt, deadline, policy)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -789,28 +840,49 @@ def _may_have_been_created(error: InfinityBlueError) -> bool:
     return isinstance(error, (InfinityBlueServerError, InfinityBlueResponseError))
 
 
-# Modules imported by _import_off_the_loop, complete. sys.modules cannot tell: it holds a module from
-# the moment its import starts, so a second trigger would get a half-initialised aiohttp.
-_imported_off_the_loop: dict[str, ModuleType] = {}
-
-
-async def _import_off_the_loop(name: str) -> ModuleType:
-    """Import a module in a worker thread the first time: importing aiohttp takes a few hundred
-    milliseconds, which would stall every other trigger sharing the triggerer's event loop.
-
-    Triggers starting together each wait in their own thread on the import lock, so every one of
-    them gets the module only once it is fully initialised.
-    """
-    module = _imported_off_the_loop.get(name)
-    if module is None:
-        module = await asyncio.to_thread(importlib.import_module, name)
-        _imported_off_the_loop[name] = module
-    return module
-
-
-def _mask_secret(secret: str) -> None:
+def _mask_secrets(secrets: list[str]) -> None:
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:  # Airflow 3.0
         from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
-    mask_secret(secret)
+    for secret in secrets:
+        mask_secret(secret)
+
+
+# Connection reads shared by the coroutines of this process: (expires at, its AIRFLOW_CONN_* value, settings).
+_settings_reads: dict[str, tuple[float, str | None, InfinityBlueConnectionSettings]] = {}
+# Reads under way, per event loop: triggers starting together wait for the first one's.
+_reads_under_way: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, asyncio.Future[InfinityBlueConnectionSettings]]
+] = weakref.WeakKeyDictionary()
+
+
+async def _shared_settings_read(
+    conn_id: str, read: Callable[[], Awaitable[InfinityBlueConnectionSettings]]
+) -> InfinityBlueConnectionSettings:
+    """The settings of ``conn_id`` read by ``read``, or by another coroutine of this process moments ago."""
+    environment_value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    cached = _settings_reads.get(conn_id)
+    if cached is not None and cached[0] > time.monotonic() and cached[1] == environment_value:
+        return cached[2]
+    under_way = _reads_under_way.setdefault(asyncio.get_running_loop(), {})
+    reading = under_way.get(conn_id)
+    if reading is None:
+        reading = asyncio.ensure_future(read())
+        under_way[conn_id] = reading
+        try:
+            settings = await asyncio.shield(reading)
+        finally:
+            if under_way.get(conn_id) is reading:
+                del under_way[conn_id]
+        _settings_reads[conn_id] = (time.monotonic() + SETTINGS_REUSE_SECONDS, environment_value, settings)
+        return settings
+    return await asyncio.shield(reading)
+
+
+def forget_connection_reads() -> None:
+    """Forget the connection reads coroutines share, so that the next one reads the connection again.
+
+    For tests that change a connection in the metadata database between triggers of one process.
+    """
+    _settings_reads.clear()

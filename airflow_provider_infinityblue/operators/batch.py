@@ -21,7 +21,6 @@ from airflow_provider_infinityblue.batch.manifest import (
     utc_iso,
     write_manifest,
 )
-from airflow_provider_infinityblue.batch.pacing import RequestPace
 from airflow_provider_infinityblue.batch.rows import BatchRow, ValidatedRows, read_rows, validate_rows
 from airflow_provider_infinityblue.exceptions import (
     InfinityBlueAmbiguousSubmitError,
@@ -34,7 +33,8 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueValidationError,
 )
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
-from airflow_provider_infinityblue.operators.download import check_address_allowance, download_address_policy
+from airflow_provider_infinityblue.operators.download import check_address_allowance, download_connection_settings
+from airflow_provider_infinityblue.pacing import RequestPace
 from airflow_provider_infinityblue.triggers.batch import DEFAULT_POLLS_PER_SECOND, InfinityBlueBatchTrigger
 from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE
 from airflow_provider_infinityblue.version_compat import conf, default_deferrable
@@ -538,14 +538,18 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         to_save = [entries[index] for index in indexes if entries[index].status == "succeeded"]
         if not self.destination or not to_save:
             return
-        from airflow_provider_infinityblue.download import download_video  # loaded only by batches that save
+        from airflow_provider_infinityblue.download import (  # loaded only by batches that save
+            DownloadSettings,
+            download_video,
+        )
 
         # The connection's own origin, and what its extras allow: as for the download operator.
-        policy = download_address_policy(
+        policy, network = download_connection_settings(
             self.infinityblue_conn_id,
             allowed_hosts=self.allowed_hosts,
             allow_private_addresses=self.allow_private_addresses,
         )
+        settings = DownloadSettings(address_policy=policy, network=network)
 
         def save(entry: ManifestEntry) -> None:
             target = self.destination.format(key=entry.key, row=entry.row, generation_id=entry.generation_id)  # type: ignore[union-attr]
@@ -554,7 +558,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                     entry.video_url,  # type: ignore[arg-type]
                     target,
                     destination_conn_id=self.destination_conn_id or None,
-                    policy=policy,
+                    settings=settings,
                     logger=self.log,
                 )
             except InfinityBlueError as error:

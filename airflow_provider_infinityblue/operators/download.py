@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from airflow_provider_infinityblue.download import (
 )
 from airflow_provider_infinityblue.download.safety import AllowedHost, parse_allowed_hosts
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
+from airflow_provider_infinityblue.network import NetworkSettings
+from airflow_provider_infinityblue.redaction import register_secret
 from airflow_provider_infinityblue.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -180,17 +183,17 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> str:
+        policy, network = download_connection_settings(
+            self.infinityblue_conn_id or None,
+            allowed_hosts=self.allowed_hosts,
+            allow_private_addresses=self.allow_private_addresses,
+        )
         video = download_video(
             self.url,
             self.destination,
             # A template that renders to nothing means no connection.
             destination_conn_id=self.destination_conn_id or None,
-            settings=self.download_settings(),
-            policy=download_address_policy(
-                self.infinityblue_conn_id or None,
-                allowed_hosts=self.allowed_hosts,
-                allow_private_addresses=self.allow_private_addresses,
-            ),
+            settings=replace(self.download_settings(), address_policy=policy, network=network),
             logger=self.log,
         )
         context["ti"].xcom_push(key=SIZE_BYTES_XCOM_KEY, value=video.size_bytes)
@@ -205,20 +208,25 @@ def check_address_allowance(allowed_hosts: object, allow_private_addresses: obje
         raise ValueError(f"allow_private_addresses must be True, False or None, got {allow_private_addresses!r}")
 
 
-def download_address_policy(
+def download_connection_settings(
     conn_id: str | None,
     *,
     allowed_hosts: Sequence[str] | str | None = None,
     allow_private_addresses: bool | None = None,
-) -> AddressPolicy:
-    """The addresses a download may reach, from the InfinityBlue connection ``conn_id`` and the operator.
+) -> tuple[AddressPolicy, NetworkSettings]:
+    """The addresses a download may reach, and its proxy and trust, from the InfinityBlue connection ``conn_id``.
+
+    The network settings are the connection's ``proxy``, ``ca_bundle`` and ``tls_verification``
+    extras with the environment's proxies and certificates (see
+    :class:`~airflow_provider_infinityblue.network.NetworkSettings`): the same as the API's.
 
     The connection's base URL (host, port, schema: see ``resolve_base_url``) is the trusted
     origin; its extras ``allowed_hosts`` (a comma-separated string or a JSON list) and
     ``allow_private_addresses`` (a boolean, or ``"true"``/``"false"``) apply, also under the
     ``extra__infinityblue__`` prefix of the UI forms. ``allowed_hosts`` given here adds to
     the connection's; ``allow_private_addresses`` given here (not None) replaces it. A
-    connection that does not exist, or ``conn_id=None``, gives no trusted origin.
+    connection that does not exist, or ``conn_id=None``, gives no trusted origin and the
+    environment's network settings.
     """
     from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
@@ -227,6 +235,7 @@ def download_address_policy(
     base_url: str | None = None
     connection_hosts: tuple[AllowedHost, ...] = ()
     private = False
+    network = NetworkSettings.from_environment()
     if conn_id:
         try:
             conn = BaseHook.get_connection(conn_id)
@@ -240,8 +249,12 @@ def download_address_policy(
             except ValueError as error:
                 raise InfinityBlueConfigurationError(f"Airflow connection '{conn_id}': extra {error}") from None
             private = extras.boolean("allow_private_addresses")
-    return AddressPolicy.build(
+            network = NetworkSettings.from_extras(conn.extra_dejson, conn_id=conn_id)
+            for secret in network.secrets():
+                register_secret(secret)
+    policy = AddressPolicy.build(
         base_url=base_url,
         allowed_hosts=connection_hosts + parse_allowed_hosts(allowed_hosts),
         allow_private_addresses=private if allow_private_addresses is None else allow_private_addresses,
     )
+    return policy, network

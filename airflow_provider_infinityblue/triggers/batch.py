@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_infinityblue.batch.pacing import RequestPace
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError, InfinityBlueRateLimitError
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+from airflow_provider_infinityblue.pacing import RequestPace
 from airflow_provider_infinityblue.wait import (
     DEFAULT_NOT_FOUND_GRACE,
     POLL_JITTER,

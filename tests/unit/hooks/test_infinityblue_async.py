@@ -18,6 +18,7 @@ from airflow_provider_infinityblue.exceptions import (
 )
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.models import GenerationState
+from airflow_provider_infinityblue.session_pool import users_of
 from tests.conftest import BASE_URL, FAKE_API_KEY, on_event_loop_thread
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ async def test_one_session_for_the_hooks_life_closed_on_exit(hook, api) -> None:
         await hook.aget_generation("t1")
         assert await hook.aget_conn() is session
         assert session.headers["Authorization"] == f"Bearer {FAKE_API_KEY}"
-        assert not session.closed
-    assert session.closed
+        assert users_of(session) == 1
+    assert users_of(session) == 0
 
 
 @pytest.mark.asyncio
@@ -76,7 +77,7 @@ async def test_session_is_closed_when_the_block_fails(hook, api) -> None:
     sessions: list[aiohttp.ClientSession] = []
     with pytest.raises(InfinityBlueAuthenticationError):
         await use_and_fail()
-    assert sessions[0].closed
+    assert users_of(sessions[0]) == 0
 
 
 @pytest.mark.asyncio

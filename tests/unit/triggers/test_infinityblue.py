@@ -17,6 +17,7 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueWaitTimeoutError,
 )
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+from airflow_provider_infinityblue.session_pool import users_of
 from airflow_provider_infinityblue.triggers.infinityblue import GenerationOutcome, InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.conftest import BASE_URL, FAKE_API_KEY, on_event_loop_thread, set_connection
@@ -99,7 +100,7 @@ async def test_success_is_one_event_with_the_url(hook, api, sessions) -> None:
         }
     ]
     assert len(sessions) == 1
-    assert sessions[0].closed
+    assert users_of(sessions[0]) == 0
 
 
 @pytest.mark.asyncio
@@ -120,7 +121,7 @@ async def test_failures_carry_the_server_message(hook, api, sessions, answer, st
     api.get(STATUS_URL, payload={"task_id": "t1", **answer})
     (event,) = await events_of(make_trigger())
     assert (event["status"], event["error_code"], event["message"]) == (status, code, message)
-    assert sessions[0].closed
+    assert users_of(sessions[0]) == 0
 
 
 @pytest.mark.asyncio
@@ -148,7 +149,7 @@ async def test_a_permanent_api_error_ends_it_with_the_message_and_class(hook, ap
     assert "key revoked" in event["message"]
     assert event["request_id"] == "req_7"
     assert event["error_code"] == "invalid_api_key"
-    assert sessions[0].closed
+    assert users_of(sessions[0]) == 0
     with pytest.raises(InfinityBlueAuthenticationError, match="key revoked"):
         GenerationOutcome.from_event(event).video_url_or_raise()
 
@@ -212,7 +213,7 @@ async def test_times_out_at_the_deadline(hook, api, sessions) -> None:
     assert event["status"] == "timeout"
     assert "'in_progress'" in event["message"]
     assert "may still finish" in event["message"]
-    assert sessions[0].closed
+    assert users_of(sessions[0]) == 0
 
 
 @pytest.mark.asyncio
@@ -241,16 +242,16 @@ async def test_timeout_mentions_the_last_failure_when_the_api_kept_failing(hook,
 
 
 @pytest.mark.asyncio
-async def test_cancellation_closes_the_session(hook, api, sessions) -> None:
+async def test_cancellation_gives_the_session_back(hook, api, sessions) -> None:
     api.get(STATUS_URL, payload={"task_id": "t1", "status": "in_progress"}, repeat=True)
     task = asyncio.ensure_future(events_of(make_trigger()))
     await asyncio.sleep(0.3)
     assert sessions
-    assert not sessions[0].closed
+    assert users_of(sessions[0]) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert sessions[0].closed
+    assert users_of(sessions[0]) == 0
 
 
 @pytest.mark.asyncio

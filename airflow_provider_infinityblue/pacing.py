@@ -1,4 +1,8 @@
-"""Request pacing: at most ``per_second`` requests, and none before a 429's ``Retry-After`` has passed."""
+"""Request pacing: at most ``per_second`` requests, and none before a 429's ``Retry-After`` has passed.
+
+Used by the batch operator's submissions, the batch trigger's polls and the triggerer's
+shared sessions (:mod:`~airflow_provider_infinityblue.session_pool`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ if TYPE_CHECKING:
 class RequestPace:
     """Spaces requests evenly at ``per_second`` (no bursts), and holds all of them after a 429.
 
+    ``per_second=None`` sets no rate: only a hold delays requests.
+
     >>> now = [0.0]
     >>> pace = RequestPace(4, clock=lambda: now[0])
     >>> [pace.reserve() for _ in range(3)]  # seconds each request must wait before it is sent
@@ -23,10 +29,12 @@ class RequestPace:
     10.0
     """
 
-    def __init__(self, per_second: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if not (isinstance(per_second, (int, float)) and math.isfinite(per_second) and per_second > 0):
+    def __init__(self, per_second: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if per_second is not None and not (
+            isinstance(per_second, (int, float)) and math.isfinite(per_second) and per_second > 0
+        ):
             raise ValueError(f"a request rate must be a positive, finite number per second, got {per_second!r}")
-        self.interval = 1.0 / per_second
+        self.interval = 0.0 if per_second is None else 1.0 / per_second
         self.clock = clock
         self._next = -math.inf
 
@@ -46,7 +54,13 @@ class RequestPace:
         if (delay := self.reserve()) > 0:
             time.sleep(delay)
 
-    async def await_slot(self) -> None:
-        """Wait for the next slot without blocking the event loop (the trigger's polls)."""
-        if (delay := self.reserve()) > 0:
+    async def await_slot(self, *, latest: float | None = None) -> None:
+        """Wait for the next slot without blocking the event loop (the trigger's polls).
+
+        ``latest`` (a clock instant) cuts the wait short: a wait's last look at its deadline goes out then.
+        """
+        delay = self.reserve()
+        if latest is not None:
+            delay = min(delay, latest - self.clock())
+        if delay > 0:
             await asyncio.sleep(delay)
