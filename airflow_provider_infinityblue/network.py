@@ -163,7 +163,8 @@ class NetworkSettings:
         """The proxy URL that ``url`` is fetched through, or None for a direct connection."""
         parts = urlsplit(url)
         proxy = self.https_proxy if parts.scheme == "https" else self.http_proxy if parts.scheme == "http" else None
-        if proxy is None or _bypasses_proxy(parts.hostname or "", parts.port, self.no_proxy):
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if proxy is None or _bypasses_proxy(parts.hostname or "", port, self.no_proxy):
             return None
         return proxy
 
