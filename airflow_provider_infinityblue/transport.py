@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_infinityblue import __version__
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Iterator
     from types import ModuleType
 
