@@ -132,6 +132,41 @@ def get_provider_info() -> dict[str, Any]:
                         "allowed video hosts.",
                         "schema": {"type": ["boolean", "null"], "default": False},
                     },
+                    "proxy": {
+                        "label": "Proxy URL",
+                        "description": "http://[user:password@]host:port for the API and video downloads; empty: "
+                        "HTTPS_PROXY / HTTP_PROXY / NO_PROXY of the environment; 'direct': no proxy at all.",
+                        "schema": {"type": ["string", "null"], "default": ""},
+                    },
+                    "ca_bundle": {
+                        "label": "CA bundle path",
+                        "description": "A PEM file (or directory) of the certificates to trust, e.g. a private CA "
+                        "or a TLS-inspecting gateway's; empty: REQUESTS_CA_BUNDLE, SSL_CERT_FILE, or the default "
+                        "bundle. Replaces the default trust, for the API and video downloads.",
+                        "schema": {"type": ["string", "null"], "default": ""},
+                    },
+                    "tls_verification": {
+                        "label": "TLS certificate checks",
+                        "description": "'verify' (the default), or 'skip-insecure' to accept any certificate: "
+                        "anyone on the network path can then read the API key. Logged as a warning.",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["verify", "skip-insecure", None],
+                            "default": "verify",
+                        },
+                    },
+                    "max_connections_per_host": {
+                        "label": "Max connections per host (triggerer)",
+                        "description": "Open connections a triggerer's shared pool keeps to the API, for all its "
+                        "triggers on this connection (about 300 KB each over TLS).",
+                        "schema": {"type": ["integer", "null"], "default": 16, "minimum": 1},
+                    },
+                    "max_requests_per_second": {
+                        "label": "Max requests per second (triggerer)",
+                        "description": "Status requests per second shared by all the triggers of a triggerer on "
+                        "this connection; empty: no cap. A 429's Retry-After holds them all.",
+                        "schema": {"type": ["number", "null"], "default": None, "minimum": 0},
+                    },
                 },
             }
         ],
