@@ -3,6 +3,7 @@
 Every answer gets an ``x-request-id`` header, one INFO line on the ``infinityblue.emulator``
 logger and, for the API routes, a count in ``/_emulator/stats``, all at the moment its
 headers are sent, so the status counted is the one the client saw (206 for a range).
+Connections and TLS handshakes are counted by the listening site (listener.py), per connection.
 """
 
 from __future__ import annotations

@@ -44,7 +44,10 @@ def session() -> requests.Session:
 def test_https_goes_through_a_connect_tunnel_to_the_made_up_name(tls_emulator: EmulatorHandle) -> None:
     with http_proxy(resolve={MADE_UP_NAME: ("127.0.0.1", port_of(tls_emulator))}) as proxy, session() as client:
         answer = client.get(
-            f"https://{MADE_UP_NAME}/_emulator/config", proxies=proxy.proxies, verify=tls_emulator.ca_bundle, timeout=10
+            f"https://{MADE_UP_NAME}/_emulator/config",
+            proxies=proxy.proxies,
+            verify=str(tls_emulator.ca_bundle),
+            timeout=10,
         )
         assert answer.status_code == 200
         assert answer.json()["shape"] == "documented"
@@ -55,7 +58,7 @@ def test_the_made_up_name_resolves_only_through_the_proxy(tls_emulator: Emulator
     with pytest.raises(socket.gaierror):
         socket.getaddrinfo(MADE_UP_NAME, 443)
     with session() as client, pytest.raises(requests.ConnectionError):
-        client.get(f"https://{MADE_UP_NAME}:{port_of(tls_emulator)}/", verify=tls_emulator.ca_bundle, timeout=10)
+        client.get(f"https://{MADE_UP_NAME}:{port_of(tls_emulator)}/", verify=str(tls_emulator.ca_bundle), timeout=10)
 
 
 def test_plain_http_is_forwarded_in_origin_form_with_its_body(plain_emulator: EmulatorHandle) -> None:
@@ -99,7 +102,7 @@ def test_credentials_are_required_when_set(tls_emulator: EmulatorHandle, plain_e
         tunnelled = client.get(
             f"https://localhost:{port_of(tls_emulator)}/_emulator/config",
             proxies=proxies,
-            verify=tls_emulator.ca_bundle,
+            verify=str(tls_emulator.ca_bundle),
             timeout=10,
         )
         assert tunnelled.status_code == 200
@@ -128,5 +131,8 @@ def test_stopping_closes_open_tunnels(plain_emulator: EmulatorHandle) -> None:
             tunnel.sendall(b"GET /_emulator/config HTTP/1.1\r\nHost: x\r\n\r\n")
             assert tunnel.recv(65536).startswith(b"HTTP/1.1 200 OK")
             proxy.stop()
-            assert tunnel.recv(1024) == b""  # closed by the proxy, not by the emulator
+            # Closed by the proxy (the emulator keeps the connection alive): whatever is left of the
+            # answer, then the end, well before the socket's timeout.
+            while tunnel.recv(65536):
+                pass
     assert proxy.tunnels == [f"127.0.0.1:{port_of(plain_emulator)}"]
