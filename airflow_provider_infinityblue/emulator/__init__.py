@@ -11,7 +11,9 @@ or from Python::
 It answers ``POST /v1/video/generations`` and ``GET /v1/video/generations/{task_id}`` as
 the API documents them, serves a real MP4 at each finished generation's ``url``, and
 has knobs for failures, rate limits, flaky proxies and the gateway's wrapped answer
-shape (see :class:`EmulatorSettings`). Importing this package does not import aiohttp;
+shape (see :class:`EmulatorSettings`). With ``--tls`` (``tls=True``) it serves HTTPS
+with a certificate from a throwaway CA (:mod:`airflow_provider_infinityblue.emulator.tls`).
+Importing this package does not import aiohttp;
 :mod:`airflow_provider_infinityblue.emulator.app` holds the aiohttp application.
 """
 

@@ -2,6 +2,8 @@
 
 They need no API key, are never rate limited or failed on purpose, and are left out
 of the request counts, so that watching the emulator does not change what it shows.
+The connection counts are kept below HTTP, where a request's route is not known yet:
+the connection a control request comes on is counted like any other.
 """
 
 from __future__ import annotations
