@@ -11,7 +11,10 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueGenerateVideoOperator
+from airflow_provider_infinityblue.operators.infinityblue import (
+    InfinityBlueDownloadVideoOperator,
+    InfinityBlueGenerateVideoOperator,
+)
 from airflow_provider_infinityblue.sensors.infinityblue import InfinityBlueVideoSensor
 
 START = datetime(2026, 11, 1)
@@ -107,3 +110,19 @@ for mode, is_deferrable in (("deferrable", True), ("sync", False)):
     globals()[f"not_visible_yet_{mode}"] = retried_once(f"e2e_not_visible_yet_{mode}", deferrable=is_deferrable)
     # ... or never shows it: lost past a short grace, on the first try and on the retry.
     globals()[f"lost_{mode}"] = retried_once(f"e2e_lost_{mode}", deferrable=is_deferrable, not_found_grace=3)
+
+
+def generating_and_downloading_dag(dag_id: str, *, deferrable: bool) -> DAG:
+    """Generate, then download the video to ``dag_run.conf['destination']``: every path the network takes."""
+    with DAG(dag_id, start_date=START, schedule=None, catchup=False) as dag:
+        generate = InfinityBlueGenerateVideoOperator(
+            task_id="generate", prompt="A tram crossing a bridge at dusk", deferrable=deferrable, **FAST
+        )
+        InfinityBlueDownloadVideoOperator(
+            task_id="download", url=generate.output, destination="{{ dag_run.conf['destination'] }}"
+        )
+    return dag
+
+
+network_deferrable = generating_and_downloading_dag("e2e_network_deferrable", deferrable=True)
+network_sync = generating_and_downloading_dag("e2e_network_sync", deferrable=False)
