@@ -41,8 +41,9 @@ MODULES = [
 ]
 PREFIX = "airflow_provider_infinityblue."
 
-# Modules that a DAG file parse should not pay for: HTTP clients and their dependencies, then a few
-# others worth naming when they appear (Airflow's trigger base class builds pydantic models).
+# Modules that a DAG file parse should not pay for: HTTP clients and their dependencies (not idna or certifi:
+# airflow.sdk loads those itself, for httpx), then others worth naming when they appear (Airflow's trigger
+# base classes build pydantic models).
 HTTP_CLIENTS = [
     "aiohttp",
     "multidict",
@@ -54,8 +55,6 @@ HTTP_CLIENTS = [
     "requests",
     "urllib3",
     "charset_normalizer",
-    "idna",
-    "certifi",
 ]
 HEAVY = [
     *HTTP_CLIENTS,
