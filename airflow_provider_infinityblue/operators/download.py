@@ -7,16 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_infinityblue.download import (
+from airflow_provider_infinityblue.download.constants import (
     DEFAULT_ALLOWED_CONTENT_TYPES,
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_BYTES,
     DEFAULT_TIMEOUT,
-    AddressPolicy,
-    DownloadSettings,
-    download_video,
 )
-from airflow_provider_infinityblue.download.safety import AllowedHost, parse_allowed_hosts
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 from airflow_provider_infinityblue.retry import RetryPolicy
 
@@ -24,6 +20,12 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_infinityblue.download.safety import AddressPolicy, AllowedHost
+    from airflow_provider_infinityblue.download.transfer import DownloadSettings
+
+# The download engine (download.safety, .transfer, .destinations) is imported by the functions that use it,
+# when an operator is created or runs: DAG files that only import this module do not load it.
 
 SIZE_BYTES_XCOM_KEY = "size_bytes"
 SHA256_XCOM_KEY = "sha256"
@@ -169,6 +171,8 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
 
     def download_settings(self) -> DownloadSettings:
         """The limits, timeouts and retry policy of this operator's download."""
+        from airflow_provider_infinityblue.download.transfer import DownloadSettings
+
         return DownloadSettings(
             max_bytes=self.max_bytes,
             allowed_content_types=self.allowed_content_types,
@@ -180,6 +184,8 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_infinityblue.download import download_video
+
         video = download_video(
             self.url,
             self.destination,
@@ -200,6 +206,8 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
 
 def check_address_allowance(allowed_hosts: object, allow_private_addresses: object) -> None:
     """Raise ``ValueError`` for an operator's ``allowed_hosts`` or ``allow_private_addresses`` that cannot be used."""
+    from airflow_provider_infinityblue.download.safety import parse_allowed_hosts
+
     parse_allowed_hosts(allowed_hosts)
     if allow_private_addresses is not None and not isinstance(allow_private_addresses, bool):
         raise ValueError(f"allow_private_addresses must be True, False or None, got {allow_private_addresses!r}")
@@ -222,6 +230,7 @@ def download_address_policy(
     """
     from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+    from airflow_provider_infinityblue.download.safety import AddressPolicy, parse_allowed_hosts
     from airflow_provider_infinityblue.hooks.infinityblue import ConnectionExtras, resolve_base_url
 
     base_url: str | None = None
