@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+DEFAULT_POLLS_PER_SECOND = 25.0
+"""A batch trigger's default GET rate (and the batch operator's default for it). Kept here, not in the trigger
+module, so that the operator's signature does not import the trigger (and Airflow's trigger base classes)."""
+
 
 class RequestPace:
     """Spaces requests evenly at ``per_second`` (no bursts), and holds all of them after a 429.

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from airflow_provider_infinityblue.download import LOCAL_SCHEMES
+from airflow_provider_infinityblue.download.constants import LOCAL_SCHEMES
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

@@ -12,35 +12,30 @@ batch operator call.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_infinityblue.download.destinations import (
-    LOCAL_SCHEMES,
-    DownloadedVideo,
-    download_to_local_file,
-    download_to_object_storage,
-    local_path,
-    object_storage_path,
-)
-from airflow_provider_infinityblue.download.safety import (
-    ALLOWED_SCHEMES,
-    AddressPolicy,
-    address_category,
-    check_scheme,
-    redact_url,
-)
-from airflow_provider_infinityblue.download.transfer import (
+from airflow_provider_infinityblue.download.constants import (
     DEFAULT_ALLOWED_CONTENT_TYPES,
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_BYTES,
     DEFAULT_TIMEOUT,
+    LOCAL_SCHEMES,
     MAX_REDIRECTS,
-    DownloadSettings,
-    Logger,
-    content_type_allowed,
 )
 from airflow_provider_infinityblue.exceptions import InfinityBlueDownloadError, InfinityBlueDownloadRefusedError
+
+if TYPE_CHECKING:
+    from airflow_provider_infinityblue.download.destinations import DownloadedVideo
+    from airflow_provider_infinityblue.download.safety import (
+        ALLOWED_SCHEMES,
+        AddressPolicy,
+        address_category,
+        redact_url,
+    )
+    from airflow_provider_infinityblue.download.transfer import DownloadSettings, Logger, content_type_allowed
 
 __all__ = [
     "ALLOWED_SCHEMES",
@@ -60,6 +55,31 @@ __all__ = [
     "download_video",
     "redact_url",
 ]
+
+# The engine's modules load on first use (a download, or one of these names looked up here), not with this
+# package: the operators import it from DAG files, where they need the constants above only.
+_ENGINE = {
+    "ALLOWED_SCHEMES": "safety",
+    "AddressPolicy": "safety",
+    "address_category": "safety",
+    "redact_url": "safety",
+    "DownloadSettings": "transfer",
+    "Logger": "transfer",
+    "content_type_allowed": "transfer",
+    "DownloadedVideo": "destinations",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ENGINE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_ENGINE[name]}"), name)
+    globals()[name] = value  # once imported, a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def download_video(
@@ -85,6 +105,15 @@ def download_video(
     :meth:`AddressPolicy.build` from the connection's base URL (the download operator
     does). Given, it replaces ``settings.address_policy``.
     """
+    from airflow_provider_infinityblue.download.destinations import (
+        download_to_local_file,
+        download_to_object_storage,
+        local_path,
+        object_storage_path,
+    )
+    from airflow_provider_infinityblue.download.safety import check_scheme
+    from airflow_provider_infinityblue.download.transfer import DownloadSettings
+
     settings = settings or DownloadSettings()
     if policy is not None:
         settings = replace(settings, address_policy=policy)

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
     from airflow.sdk import ObjectStoragePath
 
-LOCAL_SCHEMES = ("file", "local")
 # Temporary files are <prefix><12 hex digits>.part; only those are ever swept.
 _PART_SUFFIX = re.compile(r"[0-9a-f]{12}\.part")
 _OBJECT_STORAGE_PREFIX = "infinityblue-video-"

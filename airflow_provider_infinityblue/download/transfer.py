@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urljoin
 
+from airflow_provider_infinityblue.download.constants import (
+    DEFAULT_ALLOWED_CONTENT_TYPES,
+    DEFAULT_CHUNK_BYTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TIMEOUT,
+    MAX_REDIRECTS,
+)
 from airflow_provider_infinityblue.download.safety import (
     QUERY_IN_TEXT,
     AddressPolicy,
@@ -37,12 +44,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import requests
-
-DEFAULT_MAX_BYTES = 2 * 1024**3
-DEFAULT_ALLOWED_CONTENT_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
-DEFAULT_CHUNK_BYTES = 1024 * 1024
-DEFAULT_TIMEOUT = 3600.0
-MAX_REDIRECTS = 10
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PROGRESS_LOG_SECONDS = 30.0

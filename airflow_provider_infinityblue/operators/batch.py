@@ -21,7 +21,6 @@ from airflow_provider_infinityblue.batch.manifest import (
     utc_iso,
     write_manifest,
 )
-from airflow_provider_infinityblue.batch.rows import BatchRow, ValidatedRows, read_rows, validate_rows
 from airflow_provider_infinityblue.exceptions import (
     InfinityBlueAmbiguousSubmitError,
     InfinityBlueAuthenticationError,
@@ -34,9 +33,7 @@ from airflow_provider_infinityblue.exceptions import (
 )
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.operators.download import check_address_allowance, download_connection_settings
-from airflow_provider_infinityblue.pacing import RequestPace
-from airflow_provider_infinityblue.triggers.batch import DEFAULT_POLLS_PER_SECOND, InfinityBlueBatchTrigger
-from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE
+from airflow_provider_infinityblue.pacing import DEFAULT_POLLS_PER_SECOND, RequestPace
 from airflow_provider_infinityblue.version_compat import conf, default_deferrable
 from airflow_provider_infinityblue.wait import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -51,6 +48,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_infinityblue.batch.rows import BatchRow, ValidatedRows
+    from airflow_provider_infinityblue.triggers.batch import InfinityBlueBatchTrigger
 
 ON_INVALID_ROW = ("fail", "skip")
 # How a wait's outcome is written in the manifest.
@@ -348,6 +348,8 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                 "in the triggerer" if self.deferrable else "on the worker",
             )
             if self.deferrable:
+                from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE
+
                 self.defer(
                     trigger=trigger,
                     method_name="execute_complete",
@@ -577,6 +579,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         return sha256
 
     def _trigger(self, in_flight: list[dict[str, Any]], *, more_to_submit: bool) -> InfinityBlueBatchTrigger:
+        # Imported here, as in the other operators: the trigger module loads Airflow's trigger base classes.
+        from airflow_provider_infinityblue.triggers.batch import InfinityBlueBatchTrigger
+
         return InfinityBlueBatchTrigger(
             in_flight=in_flight,
             infinityblue_conn_id=self.infinityblue_conn_id,
@@ -622,6 +627,8 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
     # -- helpers --------------------------------------------------------------------------------
 
     def _rows(self) -> ValidatedRows:
+        from airflow_provider_infinityblue.batch.rows import read_rows, validate_rows  # loaded by a run, not a parse
+
         requests = self.requests
         if isinstance(requests, str) and not requests.strip():
             requests = None

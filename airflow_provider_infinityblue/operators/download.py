@@ -8,16 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_infinityblue.download import (
+from airflow_provider_infinityblue.download.constants import (
     DEFAULT_ALLOWED_CONTENT_TYPES,
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_BYTES,
     DEFAULT_TIMEOUT,
-    AddressPolicy,
-    DownloadSettings,
-    download_video,
 )
-from airflow_provider_infinityblue.download.safety import AllowedHost, parse_allowed_hosts
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 from airflow_provider_infinityblue.network import NetworkSettings
 from airflow_provider_infinityblue.redaction import register_secret
@@ -27,6 +23,12 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_infinityblue.download.safety import AddressPolicy, AllowedHost
+    from airflow_provider_infinityblue.download.transfer import DownloadSettings
+
+# The download engine (download.safety, .transfer, .destinations) is imported by the functions that use it,
+# when an operator is created or runs: DAG files that only import this module do not load it.
 
 SIZE_BYTES_XCOM_KEY = "size_bytes"
 SHA256_XCOM_KEY = "sha256"
@@ -172,6 +174,8 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
 
     def download_settings(self) -> DownloadSettings:
         """The limits, timeouts and retry policy of this operator's download."""
+        from airflow_provider_infinityblue.download.transfer import DownloadSettings
+
         return DownloadSettings(
             max_bytes=self.max_bytes,
             allowed_content_types=self.allowed_content_types,
@@ -188,6 +192,8 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
             allowed_hosts=self.allowed_hosts,
             allow_private_addresses=self.allow_private_addresses,
         )
+        from airflow_provider_infinityblue.download import download_video
+
         video = download_video(
             self.url,
             self.destination,
@@ -203,6 +209,8 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
 
 def check_address_allowance(allowed_hosts: object, allow_private_addresses: object) -> None:
     """Raise ``ValueError`` for an operator's ``allowed_hosts`` or ``allow_private_addresses`` that cannot be used."""
+    from airflow_provider_infinityblue.download.safety import parse_allowed_hosts
+
     parse_allowed_hosts(allowed_hosts)
     if allow_private_addresses is not None and not isinstance(allow_private_addresses, bool):
         raise ValueError(f"allow_private_addresses must be True, False or None, got {allow_private_addresses!r}")
@@ -230,6 +238,7 @@ def download_connection_settings(
     """
     from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+    from airflow_provider_infinityblue.download.safety import AddressPolicy, parse_allowed_hosts
     from airflow_provider_infinityblue.hooks.infinityblue import ConnectionExtras, resolve_base_url
 
     base_url: str | None = None

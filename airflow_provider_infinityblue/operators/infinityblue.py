@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -22,7 +23,6 @@ from airflow_provider_infinityblue.links.infinityblue import (
     InfinityBlueVideoLink,
 )
 from airflow_provider_infinityblue.models import DEFAULT_MODEL, GenerationRequest, GenerationState
-from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE, InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.version_compat import ResumableJobMixin, default_deferrable
 from airflow_provider_infinityblue.wait import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_infinityblue.operators.batch import InfinityBlueGenerateVideoBatchOperator
+    from airflow_provider_infinityblue.operators.download import InfinityBlueDownloadVideoOperator
 
 SUBMISSION_KEY = "infinityblue_submission"
 """Task state store key of the submission record: ``submitting`` before the POST, ``submitted`` after it."""
@@ -283,6 +286,10 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         # One look before deferring (unless a retry just had it): a finished generation needs no triggerer.
         if wait.looks == 0 and isinstance(step := wait.look(self.hook), GenerationOutcome):
             return step
+        # Imported here: the trigger module loads Airflow's trigger base classes (pydantic models), which a DAG
+        # file importing this module has no use for.
+        from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE, InfinityBlueVideoTrigger
+
         self.defer(
             trigger=InfinityBlueVideoTrigger(
                 generation_id=generation_id,
@@ -358,13 +365,27 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         return video_url
 
 
-# The batch and download operators live in their own modules; they are importable from here too, beside the
-# single-video one.
-from airflow_provider_infinityblue.operators.batch import InfinityBlueGenerateVideoBatchOperator  # noqa: E402
-from airflow_provider_infinityblue.operators.download import InfinityBlueDownloadVideoOperator  # noqa: E402
-
 __all__ = [
     "InfinityBlueDownloadVideoOperator",
     "InfinityBlueGenerateVideoBatchOperator",
     "InfinityBlueGenerateVideoOperator",
 ]
+
+# The batch and download operators live in their own modules; they are importable from here too, beside the
+# single-video one, and loaded on first use: a DAG file that imports the single operator does not pay for them.
+_ELSEWHERE = {
+    "InfinityBlueDownloadVideoOperator": "airflow_provider_infinityblue.operators.download",
+    "InfinityBlueGenerateVideoBatchOperator": "airflow_provider_infinityblue.operators.batch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ELSEWHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    globals()[name] = value  # once imported, a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

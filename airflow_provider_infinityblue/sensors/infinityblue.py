@@ -12,7 +12,6 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from airflow_provider_infinityblue.links.infinityblue import VIDEO_URL_XCOM_KEY, InfinityBlueVideoLink
-from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE, InfinityBlueVideoTrigger
 from airflow_provider_infinityblue.version_compat import default_deferrable
 from airflow_provider_infinityblue.wait import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -98,6 +97,9 @@ class InfinityBlueVideoSensor(BaseSensorOperator):
         if isinstance(checked, PokeReturnValue):
             return checked.xcom_value
         wait = self._wait_of(context)
+        # Imported here: the trigger module loads Airflow's trigger base classes, which DAG files have no use for.
+        from airflow_provider_infinityblue.triggers.infinityblue import DEFERRAL_GRACE, InfinityBlueVideoTrigger
+
         self.defer(
             trigger=InfinityBlueVideoTrigger(
                 generation_id=wait.generation_id,

@@ -14,7 +14,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError, InfinityBlueRateLimitError
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
-from airflow_provider_infinityblue.pacing import RequestPace
+from airflow_provider_infinityblue.pacing import DEFAULT_POLLS_PER_SECOND, RequestPace
 from airflow_provider_infinityblue.wait import (
     DEFAULT_NOT_FOUND_GRACE,
     POLL_JITTER,
@@ -35,7 +35,6 @@ SWEEP_SECONDS = 1.0
 """Once enough rows have finished (and ``fire_not_before`` has passed), the trigger goes on looking until no
 row has finished for this long, for at most one more poll interval: rows finishing together are handed to
 the worker together, also when ``fire_not_before`` held the event until a cohort of rows was finishing."""
-DEFAULT_POLLS_PER_SECOND = 25.0
 
 
 @dataclass
