@@ -261,7 +261,7 @@ class InfinityBlueHook(BaseHook):
         Those versions build the form from WTForms fields, and only where ``wtforms`` is installed
         (it comes with the FAB provider); the same ``conn-fields`` of the provider info describe them.
         """
-        from wtforms import BooleanField, IntegerField, SelectField, StringField
+        from wtforms import BooleanField, IntegerField, StringField
 
         widgets: dict[str, Any] = {}
         for name, spec in _connection_type_info()["conn-fields"].items():
@@ -269,11 +269,9 @@ class InfinityBlueHook(BaseHook):
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             default = "" if schema["default"] in ("", None) else f" Default: {schema['default']}."
             description = f"{spec['description']}{default}"
-            if "enum" in schema:
-                choices = [choice for choice in schema["enum"] if choice is not None]
-                widgets[name] = SelectField(
-                    spec["label"], choices=choices, default=schema["default"], description=description
-                )
+            if "enum" in schema:  # these versions' forms take no select field: the choices go in the description
+                choices = " or ".join(repr(choice) for choice in schema["enum"] if choice is not None)
+                widgets[name] = StringField(spec["label"], description=f"{description} One of {choices}.")
                 continue
             # WTForms has no float field that these Airflow versions accept: numbers go in as text.
             field_class = BooleanField if "boolean" in types else IntegerField if "integer" in types else StringField
