@@ -8,6 +8,13 @@ environment with this provider can ask for the fixtures by name::
         dag.test()
         assert infinityblue_connection.stats()["submissions"] == 1
 
+``infinityblue_tls_emulator`` is the same emulator serving HTTPS, for tests of CA and proxy
+settings: trust its ``.ca_bundle`` (the throwaway CA that signed its certificate)::
+
+    def test_the_hook_trusts_the_emulator_ca(infinityblue_tls_emulator, monkeypatch):
+        monkeypatch.setenv("AIRFLOW_CONN_INFINITYBLUE_DEFAULT", infinityblue_tls_emulator.airflow_connection())
+        ...
+
 pytest imports this module in every run, so it imports neither aiohttp nor Airflow:
 the emulator's server is only imported when a fixture starts one.
 """
@@ -34,6 +41,7 @@ __all__ = [
     "emulator_process",
     "infinityblue_connection",
     "infinityblue_emulator",
+    "infinityblue_tls_emulator",
     "running_emulator",
 ]
 
@@ -44,6 +52,24 @@ FIXTURE_GENERATION_SECONDS = 0.5
 def infinityblue_emulator() -> Iterator[EmulatorHandle]:
     """An emulator in a thread on 127.0.0.1 whose generations take 0.5 s; stopped after the test."""
     with running_emulator(generation_seconds=FIXTURE_GENERATION_SECONDS) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def infinityblue_tls_emulator() -> Iterator[EmulatorHandle]:
+    """:func:`infinityblue_emulator` serving HTTPS on ``https://127.0.0.1:PORT``.
+
+    Its certificate is signed by a CA made for it, at ``.ca_bundle``; its
+    ``airflow_connection()`` names that CA as the ``ca_bundle`` extra. The certificate
+    files are deleted after the test.
+
+    Example::
+
+        def test_verifies_the_certificate(infinityblue_tls_emulator):
+            url = f"{infinityblue_tls_emulator.url}/_emulator/config"
+            assert requests.get(url, verify=infinityblue_tls_emulator.ca_bundle).ok
+    """
+    with running_emulator(generation_seconds=FIXTURE_GENERATION_SECONDS, tls=True) as emulator:
         yield emulator
 
 

@@ -19,6 +19,7 @@ from airflow_provider_infinityblue.emulator import errors
 from airflow_provider_infinityblue.emulator.api import add_api_routes
 from airflow_provider_infinityblue.emulator.control import CONTROL_PREFIX, add_control_routes
 from airflow_provider_infinityblue.emulator.keys import EMULATOR_STATE, REQUEST_ID, STARTED_AT
+from airflow_provider_infinityblue.emulator.listener import CountingTCPSite
 from airflow_provider_infinityblue.emulator.settings import EmulatorSettings
 from airflow_provider_infinityblue.emulator.state import EmulatorState
 from airflow_provider_infinityblue.transport import REQUEST_ID_HEADER
@@ -80,18 +81,35 @@ async def serve(
     *,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set, or, without one, until SIGINT or SIGTERM.
 
-    ``ready`` gets the base URL once the port is bound (useful with port 0).
+    ``ready`` gets the base URL once the port is bound (useful with port 0). With
+    ``settings.tls``, a new CA and server certificate are written to ``settings.tls_dir``
+    (or a new temporary directory, kept) before the port is bound, and the line saying
+    where the CA certificate is goes to the log and to ``announce`` (the command line prints it).
     """
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=1.0)
+    app = create_app(settings)
+    ssl_context = None
+    if settings.tls:
+        from airflow_provider_infinityblue.emulator.tls import server_ssl_context, write_emulator_certificates
+
+        certificates = write_emulator_certificates(settings.tls_dir, settings.tls_names)
+        ssl_context = server_ssl_context(certificates)
+        logger.info("%s", certificates.announcement())
+        if announce is not None:
+            announce(certificates.announcement())
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = CountingTCPSite(
+            runner, settings.host, settings.port, counts=app[EMULATOR_STATE].connections, ssl_context=ssl_context
+        )
         await site.start()
         host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+        scheme = "https" if settings.tls else "http"
+        url = f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
         logger.info("InfinityBlue emulator listening on %s", url)
         if ready is not None:
             ready(url)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 API_KEY_ENVIRONMENT_VARIABLE = "INFINITYBLUE_EMULATOR_API_KEY"
 _DEFAULTS = EmulatorSettings()
+# Settings whose flag is not their name with dashes: one flag per name, repeated.
+_FLAG_OF_SETTING = {"tls_names": "--tls-name"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer each submission this long after creating its generation",
     )
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS, with a certificate signed by a throwaway CA made at startup; "
+        "prints the path of the CA certificate for clients to trust",
+    )
+    parser.add_argument(
+        "--tls-name",
+        dest="tls_names",
+        metavar="NAME",
+        action="append",
+        # SUPPRESS: an unset flag leaves the setting at its default and the help free of "(default: None)".
+        default=argparse.SUPPRESS,
+        help="with --tls: another DNS name or IP address for the certificate, besides localhost, "
+        "127.0.0.1 and ::1 (repeatable)",
+    )
+    parser.add_argument(
+        "--tls-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="with --tls: where to write ca.pem, server.pem and server-key.pem, replacing any there "
+        "(default: a new temporary directory, kept after exit so that clients can still read the CA)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="one INFO line per request"
     )
     return parser
@@ -94,7 +119,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[EmulatorSettings,
     try:
         return EmulatorSettings(**options), log_level
     except InvalidSettingError as invalid:
-        parser.error(f"--{invalid.name.replace('_', '-')}: {invalid.problem}")
+        flag = _FLAG_OF_SETTING.get(invalid.name, f"--{invalid.name.replace('_', '-')}")
+        parser.error(f"{flag}: {invalid.problem}")
 
 
 def command_line_arguments(settings: EmulatorSettings) -> list[str]:
@@ -128,6 +154,12 @@ def command_line_arguments(settings: EmulatorSettings) -> list[str]:
         arguments += ["--rate-limit", repr(settings.rate_limit)]
     if settings.seed is not None:
         arguments += ["--seed", str(settings.seed)]
+    if settings.tls:
+        arguments.append("--tls")
+    for name in settings.tls_names:
+        arguments += ["--tls-name", name]
+    if settings.tls_dir is not None:
+        arguments += ["--tls-dir", str(settings.tls_dir)]
     return arguments
 
 
@@ -137,5 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from airflow_provider_infinityblue.emulator.app import serve
 
-    asyncio.run(serve(settings))
+    # The CA's path also goes to stdout, whatever the log level, since clients cannot connect without it.
+    asyncio.run(serve(settings, announce=lambda line: print(line, flush=True)))
     return 0

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -18,13 +19,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_infinityblue.emulator.cli import API_KEY_ENVIRONMENT_VARIABLE, command_line_arguments
 from airflow_provider_infinityblue.emulator.settings import EmulatorSettings
+from airflow_provider_infinityblue.emulator.tls import EmulatorCertificates
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -59,6 +61,9 @@ class EmulatorHandle:
             emulator.configure(unavailable_polls=2)   # the next two status GETs answer 503
             ...
             assert emulator.stats()["submissions"] == 1
+
+        with running_emulator(tls=True) as emulator:   # https://127.0.0.1:PORT
+            requests.get(f"{emulator.url}/_emulator/config", verify=emulator.ca_bundle)
     """
 
     url: str
@@ -66,9 +71,19 @@ class EmulatorHandle:
     # For a process started by emulator_process(): its log file and its PID.
     log_path: Path | None = None
     pid: int | None = None
+    # With tls=True: the CA certificate that signed the emulator's; None for plain HTTP.
+    ca_bundle: Path | None = None
 
     def stats(self) -> dict[str, Any]:
-        """``{"requests": {route: {status: n}}, "tasks": {status: n}, "submissions": n}``."""
+        """What the emulator saw since it started or was last reset.
+
+        ``{"requests": {route: {status: n}}, "tasks": {status: n}, "submissions": n,
+        "connections": n, "tls_handshakes": n, "open_connections": n}``. ``requests``
+        leaves out the ``/_emulator`` routes; the connection counts do not, and every
+        control call (this one, :meth:`reset`, :meth:`configure`) opens a connection of its
+        own (one TLS handshake too, over TLS). So an answer counts its own connection once in
+        each of the three: after :meth:`reset`, a client's connections are ``connections - 1``.
+        """
         stats: dict[str, Any] = self._control("GET", "/_emulator/stats")
         return stats
 
@@ -88,16 +103,23 @@ class EmulatorHandle:
         when it accepts any ``sk-`` key. ``extra`` holds connection extras, such as short
         retry delays for tests (``{"initial_backoff": 0.01}``).
 
+        Over TLS, the extras also name the emulator's CA as ``ca_bundle``, unless ``extra`` does.
+
         >>> EmulatorHandle("http://127.0.0.1:8089").airflow_connection()
         '{"conn_type": "infinityblue", "host": "http://127.0.0.1:8089", "password": "sk-emulator-fake-key-0000"}'
+        >>> json.loads(EmulatorHandle("https://127.0.0.1:8443", ca_bundle=Path("/tmp/ca.pem")).airflow_connection())
+        {'conn_type': 'infinityblue', 'host': 'https://127.0.0.1:8443', 'password': 'sk-emulator-fake-key-0000', \
+'extra': '{"ca_bundle": "/tmp/ca.pem"}'}
         """
         connection = {
             "conn_type": "infinityblue",
             "host": self.url,
             "password": api_key or self.api_key or DEFAULT_FAKE_API_KEY,
         }
-        if extra:
-            connection["extra"] = json.dumps(dict(extra))
+        extras = {"ca_bundle": str(self.ca_bundle)} if self.ca_bundle is not None else {}
+        extras.update(extra or {})
+        if extras:
+            connection["extra"] = json.dumps(extras)
         return json.dumps(connection)
 
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -106,7 +128,7 @@ class EmulatorHandle:
             self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
         try:
-            with _DIRECT.open(request, timeout=_CONTROL_TIMEOUT_SECONDS) as response:
+            with _direct_opener(self.ca_bundle).open(request, timeout=_CONTROL_TIMEOUT_SECONDS) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as refusal:
             detail = refusal.read().decode("utf-8", "replace")
@@ -124,21 +146,29 @@ def running_emulator(**settings: Any) -> Iterator[EmulatorHandle]:
     """Run an emulator in a daemon thread with its own event loop, on 127.0.0.1 and a free port.
 
     ``settings`` are :class:`~.settings.EmulatorSettings` fields. The emulator stops, and
-    its thread is joined, when the ``with`` block ends.
+    its thread is joined, when the ``with`` block ends. With ``tls=True`` and no ``tls_dir``,
+    its certificates are written to a temporary directory, removed when the block ends.
 
     Example::
 
         with running_emulator(generation_seconds=0.2, shape="wrapped") as emulator:
             requests.get(f"{emulator.url}/v1/video/generations/nope", headers={"Authorization": "Bearer sk-x"})
+
+        with running_emulator(tls=True, tls_names=("api.infinityblue.test",)) as emulator:
+            requests.get(f"{emulator.url}/_emulator/config", verify=emulator.ca_bundle)
     """
     config = EmulatorSettings(**{"host": LOOPBACK, "port": 0, **settings})
-    thread = _EmulatorThread(config)
-    thread.start()
-    url = thread.wait_until_listening()
-    try:
-        yield EmulatorHandle(url=url, api_key=config.api_key)
-    finally:
-        thread.stop()
+    with ExitStack() as cleanup:
+        if config.tls and config.tls_dir is None:
+            tls_dir = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="infinityblue-emulator-tls-"))
+            config = replace(config, tls_dir=Path(tls_dir))
+        thread = _EmulatorThread(config)
+        thread.start()
+        url = thread.wait_until_listening()
+        try:
+            yield EmulatorHandle(url=url, api_key=config.api_key, ca_bundle=_ca_bundle(config))
+        finally:
+            thread.stop()
 
 
 @contextmanager
@@ -149,6 +179,7 @@ def emulator_process(**settings: Any) -> Iterator[EmulatorHandle]:
     and the process is terminated by its PID when the block ends, also on an error.
     Its log (one line per request) goes to ``handle.log_path``, deleted afterwards.
     Use it where several processes (an Airflow scheduler, a triggerer) must share it.
+    With ``tls=True`` and no ``tls_dir``, its certificates go to that temporary directory too.
 
     Example::
 
@@ -165,15 +196,20 @@ def emulator_process(**settings: Any) -> Iterator[EmulatorHandle]:
         environment.pop(API_KEY_ENVIRONMENT_VARIABLE, None)
     with tempfile.TemporaryDirectory(prefix="infinityblue-emulator-") as workdir:
         log_path = Path(workdir) / "emulator.log"
+        if settings.get("tls") and settings.get("tls_dir") is None:
+            settings["tls_dir"] = Path(workdir) / "tls"
         # A free port can be taken by someone else before the emulator binds it: try another.
         for attempt in range(1, 4):
             port = requested_port if requested_port is not None else _free_port()
             config = EmulatorSettings(**{"host": LOOPBACK, **settings, "port": port})
             process = _start_process(config, environment, log_path)
             try:
-                url = f"http://{config.host}:{port}"
-                if _wait_until_answering(process, url):
-                    yield EmulatorHandle(url=url, api_key=config.api_key, log_path=log_path, pid=process.pid)
+                url = f"{'https' if config.tls else 'http'}://{config.host}:{port}"
+                ca_bundle = _ca_bundle(config)
+                if _wait_until_answering(process, url, ca_bundle):
+                    yield EmulatorHandle(
+                        url=url, api_key=config.api_key, log_path=log_path, pid=process.pid, ca_bundle=ca_bundle
+                    )
                     return
             finally:
                 _stop_process(process)
@@ -236,17 +272,32 @@ def _start_process(settings: EmulatorSettings, environment: dict[str, str], log_
         )
 
 
-def _wait_until_answering(process: subprocess.Popen[bytes], url: str) -> bool:
+def _wait_until_answering(process: subprocess.Popen[bytes], url: str, ca_bundle: Path | None) -> bool:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         try:
-            with _DIRECT.open(f"{url}/_emulator/config", timeout=1.0):
+            # A new opener each time: the process writes its CA only as it starts (or replaces an old one).
+            with _direct_opener(ca_bundle).open(f"{url}/_emulator/config", timeout=1.0):
                 return True
-        except OSError:
+        except OSError:  # also a CA not written yet (FileNotFoundError) and a failed handshake (URLError)
             time.sleep(0.05)
     return False
+
+
+def _ca_bundle(settings: EmulatorSettings) -> Path | None:
+    if not settings.tls or settings.tls_dir is None:
+        return None
+    return EmulatorCertificates.in_directory(settings.tls_dir).ca_path
+
+
+def _direct_opener(ca_bundle: Path | None) -> urllib.request.OpenerDirector:
+    """The no-proxy opener; over TLS, one that trusts the emulator's CA and nothing else."""
+    if ca_bundle is None:
+        return _DIRECT
+    context = ssl.create_default_context(cafile=str(ca_bundle))
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
 
 
 def _stop_process(process: subprocess.Popen[bytes]) -> None:

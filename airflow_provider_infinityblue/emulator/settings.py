@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_infinityblue.emulator.tls import is_valid_server_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SHAPES = ("documented", "wrapped")
 DEFAULT_FAIL_MARKER = "[content-policy]"
-# Where the server listens is decided once, when it starts.
-STARTUP_ONLY_SETTINGS = frozenset({"host", "port"})
+# Where the server listens, and whether it speaks TLS with which certificate, is decided once, when it starts.
+STARTUP_ONLY_SETTINGS = frozenset({"host", "port", "tls", "tls_names", "tls_dir"})
 
 
 class InvalidSettingError(ValueError):
@@ -38,9 +41,10 @@ class InvalidSettingError(ValueError):
 class EmulatorSettings:
     """How the InfinityBlue emulator behaves. Invalid values raise :class:`InvalidSettingError`.
 
-    Every field except ``host`` and ``port`` can also be changed while the emulator runs
-    (``POST /_emulator/config``). ``reject_submissions``, ``unavailable_polls`` and
-    ``invisible_polls`` are countdowns: each request they affect lowers them by one.
+    Every field except the startup-only ones (``host``, ``port``, ``tls``, ``tls_names``,
+    ``tls_dir``) can also be changed while the emulator runs (``POST /_emulator/config``).
+    ``reject_submissions``, ``unavailable_polls`` and ``invisible_polls`` are countdowns:
+    each request they affect lowers them by one.
 
     >>> settings = EmulatorSettings(generation_seconds=0.5, failure_rate=0.1, shape="wrapped")
     >>> settings.with_knobs({"failure_rate": 0}).failure_rate
@@ -50,6 +54,8 @@ class EmulatorSettings:
     ...
     airflow_provider_infinityblue.emulator.settings.InvalidSettingError: 'shape' must be one of \
 'documented', 'wrapped', got 'xml'
+    >>> EmulatorSettings(tls=True, tls_names=["api.infinityblue.test"]).tls_names
+    ('api.infinityblue.test',)
     """
 
     host: str = "127.0.0.1"
@@ -77,6 +83,12 @@ class EmulatorSettings:
     # The answer to a submission comes this long after the generation was created (and billed): a
     # client that dies meanwhile has paid without learning the id.
     submission_answer_seconds: float = 0.0
+    # HTTPS, with a certificate from a throwaway CA made at startup (emulator/tls.py), for
+    # localhost, 127.0.0.1, ::1 and ``tls_names``; its files go to ``tls_dir`` (None: a new
+    # temporary directory, kept after the emulator stops).
+    tls: bool = False
+    tls_names: tuple[str, ...] = ()
+    tls_dir: Path | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -117,6 +129,28 @@ class EmulatorSettings:
         )
         for name in ("reject_submissions", "unavailable_polls", "invisible_polls"):
             set_(self, name, _integer(name, getattr(self, name), minimum=0))
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.tls, bool):
+            raise InvalidSettingError("tls", f"must be True or False, got {self.tls!r}")
+        if isinstance(self.tls_names, str) or not isinstance(self.tls_names, (tuple, list)):
+            raise InvalidSettingError("tls_names", f"must be a list of host names, got {self.tls_names!r}")
+        # A tuple, so that the settings stay hashable and compare equal however the names were given.
+        set_(self, "tls_names", tuple(self.tls_names))
+        for name in self.tls_names:
+            if not isinstance(name, str) or not is_valid_server_name(name):
+                raise InvalidSettingError("tls_names", f"must hold DNS names or IP addresses, got {name!r}")
+        if self.tls_dir is not None:
+            if not isinstance(self.tls_dir, (str, Path)) or not str(self.tls_dir).strip():
+                raise InvalidSettingError("tls_dir", f"must be a directory path, got {self.tls_dir!r}")
+            set_(self, "tls_dir", Path(self.tls_dir))
+        if not self.tls:
+            # Without TLS they would be silently ignored: more likely a forgotten tls=True than intended.
+            for name in ("tls_names", "tls_dir"):
+                if getattr(self, name):
+                    raise InvalidSettingError(name, "only applies with tls=True (--tls)")
 
     @property
     def max_body_bytes(self) -> int:

@@ -20,7 +20,7 @@ from airflow_provider_infinityblue.emulator.lifecycle import (
     Failure,
 )
 from airflow_provider_infinityblue.emulator.ratelimit import TokenBucket
-from airflow_provider_infinityblue.emulator.stats import RequestCounts
+from airflow_provider_infinityblue.emulator.stats import ConnectionCounts, RequestCounts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -52,6 +52,8 @@ class EmulatorState:
         self.settings = settings
         self.generations: dict[str, EmulatedGeneration] = {}
         self.requests = RequestCounts()
+        # Fed by the listener (emulator/listener.py), at the transport level.
+        self.connections = ConnectionCounts()
         self.clock = clock
         self._wall_clock = wall_clock
         self._random = random.Random(settings.seed)
@@ -74,6 +76,7 @@ class EmulatorState:
         """Forget every generation and count; knobs stay, randomness starts again from the seed."""
         self.generations.clear()
         self.requests.clear()
+        self.connections.clear()
         self._random.seed(self.settings.seed)
         self._bucket = self._new_bucket()
         self._request_numbers = itertools.count(1)
@@ -91,6 +94,7 @@ class EmulatorState:
             "requests": self.requests.as_dict(),
             "tasks": self.status_counts(),
             "submissions": len(self.generations),
+            **self.connections.as_dict(),
         }
 
     # -- per request ------------------------------------------------------------------------

@@ -26,6 +26,9 @@ def test_stats_count_answers_per_route_template_and_tasks_per_status() -> None:
         api.session.get(f"{emulator.url}/videos/{done}.mp4", headers={"Range": "bytes=0-9"}, timeout=10)
         api.session.get(f"{emulator.url}/videos/{running}.mp4", timeout=10)
         stats = emulator.stats()
+    # One keep-alive session, and a connection per control call (this stats() one included).
+    assert (stats.pop("connections"), stats.pop("tls_handshakes")) == (1 + 3, 0)
+    assert stats.pop("open_connections") >= 2  # the session's and this answer's; others may be closing
     assert stats == {
         "requests": {
             "POST /v1/video/generations": {"200": 3, "429": 1},
@@ -48,10 +51,15 @@ def test_reset_forgets_tasks_and_counts_but_keeps_knobs(emulator, api: ApiClient
     task_id = api.submit_id()
     emulator.configure(shape="wrapped", failure_rate=0.25)
     emulator.reset()
-    assert emulator.stats() == {
+    stats = emulator.stats()
+    # Connections still open stay counted as open; the one of this stats() call is the only new one.
+    assert stats.pop("open_connections") >= 2
+    assert stats == {
         "requests": {},
         "tasks": {"queued": 0, "in_progress": 0, "completed": 0, "failed": 0},
         "submissions": 0,
+        "connections": 1,
+        "tls_handshakes": 0,
     }
     assert api.status(task_id).json() == {"code": "task_not_exist", "message": "task not exist", "data": None}
     knobs = emulator.configure()
