@@ -62,10 +62,26 @@ class SharedSession:
     pace: RequestPace
     users: int = 0
     _closer: asyncio.Task[None] | None = field(default=None, repr=False)
+    _gates: dict[str, asyncio.Semaphore] = field(default_factory=dict, repr=False)
+
+    def gate(self, base_url: str) -> asyncio.Semaphore:
+        """Held around each request to ``base_url``: as many at once as the pool has connections for its host.
+
+        The requests beyond them wait here, each a future, rather than in the connection pool, each with a
+        whole request built (URL, headers, timers: kilobytes); thousands wait at once when a triggerer starts.
+        """
+        gate = self._gates.get(base_url)
+        if gate is None:
+            gate = self._gates[base_url] = asyncio.Semaphore(self.key[1].max_connections_per_host)
+        return gate
 
 
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, NetworkSettings], SharedSession]]
 _sessions = weakref.WeakKeyDictionary()
+# Sessions being made, per event loop: the triggers that ask meanwhile wait for the one being made.
+_making: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, NetworkSettings], asyncio.Task[SharedSession]]
+] = weakref.WeakKeyDictionary()
 
 
 async def lease_session(api_key: str, network: NetworkSettings) -> SharedSession:
@@ -73,21 +89,41 @@ async def lease_session(api_key: str, network: NetworkSettings) -> SharedSession
 
     Give it back with :func:`release_session`, in a ``finally``.
     """
-    # What may take time (importing aiohttp, loading certificates) is done off the loop first; from here
-    # on nothing awaits, so triggers starting together all find the one session the first of them made.
-    aiohttp = await import_off_the_loop("aiohttp")
-    ssl_context = await asyncio.to_thread(network.ssl_context)
-    by_key = _sessions.setdefault(asyncio.get_running_loop(), {})
+    loop = asyncio.get_running_loop()
     key = (api_key, network)
-    shared = by_key.get(key)
-    if shared is None or shared.session.closed:
-        session = _new_session(aiohttp, ssl_context, api_key, network)
-        shared = SharedSession(key, session, RequestPace(network.max_requests_per_second))
-        by_key[key] = shared
+    # The session that exists is leased without awaiting anything: thousands of triggers lease it.
+    shared = _sessions.get(loop, {}).get(key)
+    while shared is None or shared.session.closed:
+        shared = await _made_session(loop, key)
     shared.users += 1
     if shared._closer is not None:  # it was lingering: keep it
         closer, shared._closer = shared._closer, None
         closer.cancel()
+    return shared
+
+
+async def _made_session(loop: asyncio.AbstractEventLoop, key: tuple[str, NetworkSettings]) -> SharedSession:
+    """This loop's session for ``key``, made once however many triggers ask for it while it is being made."""
+    making = _making.setdefault(loop, {})
+    made = making.get(key)
+    if made is None:
+        made = making[key] = loop.create_task(_make_session(key), name="infinityblue-session-make")
+        made.add_done_callback(lambda _: making.pop(key, None))
+    # Shielded: a trigger cancelled while it waits must not cancel the making for the others.
+    return await asyncio.shield(made)
+
+
+async def _make_session(key: tuple[str, NetworkSettings]) -> SharedSession:
+    api_key, network = key
+    # What may take time (importing aiohttp, loading certificates) is done off the loop; from here on
+    # nothing awaits, so the session is made once.
+    aiohttp = await import_off_the_loop("aiohttp")
+    ssl_context = await asyncio.to_thread(network.ssl_context)
+    by_key = _sessions.setdefault(asyncio.get_running_loop(), {})
+    shared = by_key.get(key)
+    if shared is None or shared.session.closed:
+        session = _new_session(aiohttp, ssl_context, api_key, network)
+        shared = by_key[key] = SharedSession(key, session, RequestPace(network.max_requests_per_second))
     return shared
 
 

@@ -51,6 +51,11 @@ MIN_POLL_INTERVAL = 1.0
 """The shortest ``poll_interval`` an operator, sensor or trigger accepts."""
 POLL_JITTER = 0.1
 """Each poll comes up to this fraction of ``poll_interval`` late, so waits started together spread out."""
+WAKE_GRID = 0.05
+"""In the event loop (a trigger), each sleep is lengthened to end on a multiple of this many seconds of the
+monotonic clock, unless that would pass the wait's deadline: the waits due within the same 50 ms wake in
+one turn of the loop and send their GETs together, and the loop pays its fixed cost of a turn (a wait for
+events, the timers, the answers read) once for all of them instead of once for each."""
 
 OutcomeStatus = Literal["success", "failed", "cancelled", "timeout", "error"]
 
@@ -211,26 +216,40 @@ class GenerationProgressLog:
     generation is then treated as not finished, and polling goes on.
     """
 
+    __slots__ = ("_reported", "_unknown_statuses")
+
     def __init__(self) -> None:
-        self._last: tuple[str, int | None] | None = None
-        self._unknown: set[str] = set()
+        self._reported: tuple[str, int | None] | None = None
+        self._unknown_statuses: set[str] | None = None
 
     def report(self, generation: Generation, logger: _Logger) -> None:
-        # The API's words, clipped and scrubbed (Generation did it already; a log line must not rely on that).
-        generation_id, status = scrub(generation.id), scrub(generation.status)
-        if generation.state is GenerationState.UNKNOWN and status not in self._unknown:
-            self._unknown.add(status)
-            logger.warning(
-                "InfinityBlue generation %s has status %r, which this provider does not know; "
-                "treating it as not finished and polling on.",
-                generation_id,
-                status,
-            )
-        current = (status, generation.progress)
-        if current != self._last:
-            self._last = current
-            progress = "" if generation.progress is None else f" ({generation.progress}%)"
-            logger.info("InfinityBlue generation %s is %s%s", generation_id, status, progress)
+        _report_progress(self, generation, logger)
+
+
+def _report_progress(state: GenerationProgressLog | GenerationWait, generation: Generation, logger: _Logger) -> None:
+    """:meth:`GenerationProgressLog.report`, on the state of a progress log or of a wait.
+
+    A wait keeps that state itself rather than in a progress log of its own: one object fewer for each of
+    the thousands of triggers that wait in a triggerer. The set of unknown statuses is made when one comes.
+    """
+    # The API's words, clipped and scrubbed (Generation did it already; a log line must not rely on that).
+    generation_id, status = scrub(generation.id), scrub(generation.status)
+    unknown = state._unknown_statuses
+    if generation.state is GenerationState.UNKNOWN and (unknown is None or status not in unknown):
+        if unknown is None:
+            unknown = state._unknown_statuses = set()
+        unknown.add(status)
+        logger.warning(
+            "InfinityBlue generation %s has status %r, which this provider does not know; "
+            "treating it as not finished and polling on.",
+            generation_id,
+            status,
+        )
+    current = (status, generation.progress)
+    if current != state._reported:
+        state._reported = current
+        progress = "" if generation.progress is None else f" ({generation.progress}%)"
+        logger.info("InfinityBlue generation %s is %s%s", generation_id, status, progress)
 
 
 class GenerationWait:
@@ -282,7 +301,9 @@ class GenerationWait:
         self.clock = clock
         self.last_generation: Generation | None = None
         self.looks = 0
-        self._progress = GenerationProgressLog()
+        # What GenerationProgressLog keeps, kept here (see _report_progress).
+        self._reported: tuple[str, int | None] | None = None
+        self._unknown_statuses: set[str] | None = None
         self._failures = 0  # consecutive transient failures
         self._last_problem: InfinityBlueError | None = None
         self._not_visible_reported = False
@@ -300,7 +321,7 @@ class GenerationWait:
     def _observe_generation(self, generation: Generation) -> KeepWaiting | GenerationOutcome:
         self.last_generation = generation
         self._failures, self._last_problem = 0, None
-        self._progress.report(generation, self.log)
+        _report_progress(self, generation, self.log)
         if generation.state is GenerationState.SUCCEEDED:
             problem = _video_url_problem(generation.video_url) if generation.video_url else None
             if generation.video_url and problem is None:
@@ -409,18 +430,53 @@ class GenerationWait:
     async def arun(self, hook: _Poller) -> GenerationOutcome:
         """Wait without blocking the event loop until the outcome: the trigger's way.
 
-        The first look comes after a random part of the jitter, so that the triggers a restarted triggerer
-        resumes together do not all send their first GET at once (the operator looked just before deferring).
+        The first look comes after a random part of the jitter (:meth:`first_look_delay`), so that the
+        triggers a restarted triggerer resumes together do not all send their first GET at once (the
+        operator looked just before deferring).
         """
-        await asyncio.sleep(
-            max(0.0, min(random.uniform(0, POLL_JITTER * self.poll_interval), self.deadline - self.clock()))
-        )
+        await asyncio.sleep(self.first_look_delay(self.poll_interval, self.deadline, self.clock))
+        return await self.alook_until_done(hook)
+
+    @staticmethod
+    def first_look_delay(poll_interval: float, deadline: float, clock: Callable[[], float] = time.time) -> float:
+        """Seconds before the first look of a wait that polls every ``poll_interval`` until ``deadline``.
+
+        A random part of the jitter, on the wake grid (:data:`WAKE_GRID`), never past the deadline.
+
+        >>> 0 <= GenerationWait.first_look_delay(10, time.time() + 900) <= 1 + WAKE_GRID
+        True
+        >>> GenerationWait.first_look_delay(10, 0)
+        0.0
+        """
+        remaining = deadline - clock()
+        return _on_wake_grid(max(0.0, min(random.uniform(0, POLL_JITTER * poll_interval), remaining)), remaining)
+
+    async def alook_until_done(self, hook: _Poller) -> GenerationOutcome:
+        """:meth:`arun` without its first sleep: for a caller that slept :meth:`first_look_delay` itself.
+
+        The trigger does, before it reads its connection, so that the triggers a triggerer starts
+        together each read it and lease their session at their own moment.
+        """
         while True:
-            answer = await hook.apoll_generation(self.generation_id, deadline=self.request_deadline())
-            step = self.observe(answer)
+            step = self.observe(await hook.apoll_generation(self.generation_id, deadline=self.request_deadline()))
             if isinstance(step, GenerationOutcome):
                 return step
-            await asyncio.sleep(step.delay)
+            delay = _on_wake_grid(step.delay, self.deadline - self.clock())
+            del step  # a waiting trigger keeps nothing of its last look but what the wait itself remembers
+            await asyncio.sleep(delay)
+
+
+def _on_wake_grid(delay: float, remaining: float) -> float:
+    """``delay``, lengthened to end on a multiple of :data:`WAKE_GRID` seconds of the monotonic clock (the event
+    loop's), unless that would take it past ``remaining`` (the seconds left to the deadline): the deadline's
+    last look stays on time.
+
+    >>> 0.5 <= _on_wake_grid(0.5, 900) <= 0.5 + WAKE_GRID, _on_wake_grid(0.5, 0.5)
+    (True, 0.5)
+    """
+    now = time.monotonic()
+    on_grid = math.ceil((now + delay) / WAKE_GRID) * WAKE_GRID - now
+    return delay if on_grid > remaining else max(delay, on_grid)
 
 
 def _video_url_problem(url: str) -> str | None:

@@ -581,20 +581,26 @@ class InfinityBlueHook(BaseHook):
         settings = await self.asettings()
         lease = await self._alease()
         url = settings.base_url + path
-        proxy, proxy_auth = settings.network.aiohttp_proxy(url)
+        proxy, proxy_auth = _aiohttp_proxy(settings.network, settings.base_url)
+        gate = lease.gate(settings.base_url)
         for attempt in itertools.count(1):
             await lease.pace.await_slot(latest=deadline)
             now = time.monotonic()
             at = answer_deadline(read_timeout=settings.read_timeout, caller_deadline=deadline, now=now)
-            connect_timeout, read_timeout = request_timeouts(
+            connect_timeout, _ = request_timeouts(
                 at=at, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout, now=now
             )
-            timeouts = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+            # No sock_read: the answer deadline is the read timeout here, for the whole answer. A sock_read of the
+            # same length, started later, would never fire first, and aiohttp would schedule and cancel a timer
+            # for it on every read of every poll: thousands a second in a triggerer, each kept by the event loop
+            # until its time comes.
+            timeouts = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
             whole_answer = answer_timeout(at)
             try:
                 try:
                     async with (
                         whole_answer,
+                        gate,
                         lease.session.request(
                             method, url, timeout=timeouts, proxy=proxy, proxy_auth=proxy_auth
                         ) as response,
@@ -602,7 +608,7 @@ class InfinityBlueHook(BaseHook):
                         content = await _aread_capped(response)
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     failure = self._aiohttp_failure(exc, method, path)
-                    # Past a connect timeout, any timeout is sock_read's, which never outlasts the answer deadline.
+                    # Past a connect timeout, any timeout is the answer deadline's.
                     if failure.request_sent and (whole_answer.expired() or isinstance(exc, TimeoutError)):
                         raise self._answer_too_late(method, path, started=now, at=at) from exc
                     raise failure from exc
@@ -830,6 +836,9 @@ async def _aread_capped(response: aiohttp.ClientResponse) -> bytes | _TooLarge:
     if 200 <= response.status < 300 and declared is not None and declared > limit:
         response.close()
         return _TooLarge(declared)
+    if declared is not None and declared <= limit:
+        # The parser reads no more than the declared length: one read, without a chunk iterator for each answer.
+        return await response.read()
     content = bytearray()
     async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
         content += chunk
@@ -837,6 +846,19 @@ async def _aread_capped(response: aiohttp.ClientResponse) -> bytes | _TooLarge:
             response.close()
             return _TooLarge(declared) if 200 <= response.status < 300 else bytes(content[:limit])
     return bytes(content)
+
+
+# The proxy of each base URL for aiohttp, by network settings: a path never changes it (the scheme, host and
+# port decide), and working it out again for each of the thousands of polls a second a triggerer sends shows.
+_aiohttp_proxies: dict[tuple[NetworkSettings, str], tuple[str | None, Any]] = {}
+
+
+def _aiohttp_proxy(network: NetworkSettings, base_url: str) -> tuple[str | None, Any]:
+    """``network.aiohttp_proxy(url)`` for any URL under ``base_url``, worked out once."""
+    proxy = _aiohttp_proxies.get((network, base_url))
+    if proxy is None:
+        proxy = _aiohttp_proxies[network, base_url] = network.aiohttp_proxy(base_url + "/")
+    return proxy
 
 
 def _may_have_been_created(error: InfinityBlueError) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -91,8 +92,17 @@ class InfinityBlueVideoTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # A triggerer starts thousands of triggers in one turn of its loop (a restart, a backfill). The first
+        # look's share of the jitter (the wait's arun would sleep it first too) is slept before anything else,
+        # so that each then reads the connection, leases the session and looks at its own moment, rather
+        # than all of them in one turn that holds up the loop.
+        await asyncio.sleep(GenerationWait.first_look_delay(self.poll_interval, self.end_time))
+        hook = InfinityBlueHook(self.infinityblue_conn_id)
         try:
-            async with InfinityBlueHook(self.infinityblue_conn_id) as hook:
+            # What `async with hook` does, spelled out: `async with` would keep the hook's bound __aexit__ in
+            # this frame, one more object for each waiting trigger.
+            try:
+                await hook.aget_conn()
                 wait = GenerationWait(
                     self.generation_id,
                     deadline=self.end_time,
@@ -100,12 +110,50 @@ class InfinityBlueVideoTrigger(BaseTrigger):
                     submitted_at=self.submitted_at,
                     not_found_grace=self.not_found_grace,
                     retry=(await hook.asettings()).retry,
-                    logger=self.log,
+                    logger=_line_logger(type(self)),
                 )
-                outcome = await wait.arun(hook)
+                outcome = await wait.alook_until_done(hook)
+            finally:
+                await hook.aclose()
         except InfinityBlueConfigurationError as error:  # the connection cannot be used: say so, in the event
             outcome = GenerationOutcome.of_error(self.generation_id, error)
         yield TriggerEvent(outcome.to_payload())
+
+
+class _LinePerLogger:
+    """Logs as a trigger's ``self.log`` does, through a logger made for each line instead of one the trigger keeps.
+
+    ``self.log`` (Airflow's LoggingMixin) keeps the logger it makes, so every waiting trigger would hold
+    one: about a kilobyte and seven objects for the garbage collector to go through, times the thousands
+    of triggers a triggerer runs. A wait logs a few lines (a status change, a transient failure), and
+    making a logger for each costs little. One of these serves every trigger of a class.
+    """
+
+    __slots__ = ("_trigger_class",)
+
+    def __init__(self, trigger_class: type[BaseTrigger]) -> None:
+        self._trigger_class = trigger_class
+
+    def info(self, msg: str, /, *args: Any) -> None:
+        self._logger().info(msg, *args)
+
+    def warning(self, msg: str, /, *args: Any) -> None:
+        self._logger().warning(msg, *args)
+
+    def _logger(self) -> Any:
+        # The `log` of a bare instance of the class: the same name, factory and output as a trigger's own, as
+        # LoggingMixin reads them from the class; the instance, and the logger with it, go after the line.
+        return object.__new__(self._trigger_class).log
+
+
+_line_loggers: dict[type[BaseTrigger], _LinePerLogger] = {}
+
+
+def _line_logger(trigger_class: type[BaseTrigger]) -> _LinePerLogger:
+    logger = _line_loggers.get(trigger_class)
+    if logger is None:
+        logger = _line_loggers[trigger_class] = _LinePerLogger(trigger_class)
+    return logger
 
 
 # The batch trigger lives in its own module; it is importable from here too, beside the single-video one.
