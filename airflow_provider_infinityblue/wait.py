@@ -463,7 +463,25 @@ class GenerationWait:
                 return step
             delay = _on_wake_grid(step.delay, self.deadline - self.clock())
             del step  # a waiting trigger keeps nothing of its last look but what the wait itself remembers
-            await asyncio.sleep(delay)
+            await _sleep(delay)
+
+
+def _sleep(delay: float) -> asyncio.Future[None]:
+    """A future done in ``delay`` seconds: ``await _sleep(delay)`` sleeps as ``await asyncio.sleep(delay)`` does.
+
+    Without asyncio.sleep's coroutine, which each of the thousands of triggers waiting in a triggerer would
+    keep for as long as it sleeps. A waiter cancelled meanwhile leaves the timer to fire at its time, on a
+    future already done.
+    """
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    loop.call_later(delay, _wake, woken)
+    return woken
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 def _on_wake_grid(delay: float, remaining: float) -> float:

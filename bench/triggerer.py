@@ -114,9 +114,14 @@ def main() -> None:
         f"{options.triggers:,} triggers, poll {options.poll_interval:g} s, steady phase {options.steady_seconds:g} s"
     )
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-triggerer-") as workdir:
+    with contextlib.ExitStack() as cleanup:
+        if options.keep:
+            workdir = Path(options.keep)
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bench-triggerer-")))
         for scheme in options.schemes:
-            results += run_scheme(scheme, options, Path(workdir))
+            results += run_scheme(scheme, options, workdir)
     print()
     print_table(results)
     failures = print_checks(results, options)
@@ -144,6 +149,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="1,000 triggers, a 10 s steady phase, HTTPS, interval 5 only"
     )
+    parser.add_argument("--keep", metavar="DIR", help="keep each run's log, JSON result and generation ids in DIR")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.quick:
@@ -294,7 +300,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], float | None], Callable[[float]
     ("open connections (max)", lambda r: r["open_connections_max"], lambda v: f"{v:.0f}"),
     ("GETs/s (steady)", lambda r: r["steady_gets"] / r["steady_seconds"], lambda v: f"{v:.0f}"),
     ("startup: all first GETs answered", lambda r: r["startup_seconds"], lambda v: f"{v:.2f} s"),
-    ("startup: tasks created and stepped", lambda r: r["tasks_started_seconds"], lambda v: f"{v:.3f} s"),
+    ("startup: every task created, stepped", lambda r: r["tasks_started_seconds"], lambda v: f"{v:.3f} s"),
     ("loop lag startup p50", lambda r: r["lag"]["startup"]["p50"], fmt_ms),
     ("loop lag startup p99", lambda r: r["lag"]["startup"]["p99"], fmt_ms),
     ("loop lag startup max", lambda r: r["lag"]["startup"]["max"], fmt_ms),
@@ -336,7 +342,29 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 ratio = f"{theirs / mine:.1f}x" if theirs >= mine else f"1/{mine / theirs:.1f}x" if theirs else "-"
             cells = [show(value) if value is not None else "-" for value in (mine, theirs)]
             print(f"  {name:37}{cells[0]:>12}{cells[1] if baseline else '':>12}{ratio:>9}")
-        print("  ours, tracked objects per trigger by type:", top_types(ours))
+        reference = ours.get("reference")
+        if reference is not None:
+            pooled, each = reference["pooled"], reference["session_per_get"]
+            print(
+                f"  for reference, one GET at a time on an idle loop: bare aiohttp pooled {pooled * 1e6:.0f} us, "
+                f"a session per GET {each * 1e6:.0f} us of CPU (ratio {each / pooled:.1f}x)"
+            )
+        stalls = ", ".join(
+            f"{lag * 1000:.0f} ms at {at:.2f} s ({collecting * 1000:.0f} ms of it collecting)"
+            for at, lag, collecting in ours["startup_stalls"]
+            if lag > 0.05
+        )
+        print(f"  ours, startup stalls over 50 ms: {stalls or 'none'}")
+        print(
+            f"  the collector's full pass walks every tracked object: {ours['objects_before']:,} before the triggers, "
+            f"{ours['objects_per_trigger'] * ours['triggers']:,.0f} more with them"
+        )
+        print(
+            "  ours, tracked objects per trigger by type:",
+            top_types(ours),
+            f"(with {ours['cancelled_timers'] / ours['triggers']:.2f} cancelled timer per trigger the loop had not "
+            "swept yet, each with its Context: it sweeps them when they outnumber the live ones)",
+        )
         if baseline is not None:
             print("  baseline, tracked objects per trigger by type:", top_types(baseline))
             print(f"  baseline errors (polls that raised): {baseline['errors']}")
@@ -452,12 +480,15 @@ class Phases:
         self.lags: dict[str, list[float]] = {}
         self.pauses: dict[str, list[tuple[int, float]]] = {}
         self.stalls_besides_gc: dict[str, float] = {}
+        self.startup_trace: list[tuple[float, float, float]] = []  # (when, lag, of it collecting)
         self.collecting = 0.0  # seconds of collector pauses so far
         self._collecting_since = 0.0
 
     def lag(self, seconds: float, collecting: float) -> None:
         """A tick ``seconds`` late, of which ``collecting`` seconds the garbage collector held the loop."""
         self.lags.setdefault(self.name, []).append(seconds)
+        if self.name == "startup":
+            self.startup_trace.append((time.perf_counter(), seconds, collecting))
         besides = max(0.0, seconds - collecting)
         self.stalls_besides_gc[self.name] = max(self.stalls_besides_gc.get(self.name, 0.0), besides)
 
@@ -608,7 +639,7 @@ def baseline_trigger_class() -> type[Any]:
 
 
 def start_profiler() -> Any:
-    """With ``TRIGGERER_BENCH_PROFILE=<directory>``, the steady phase runs under cProfile (which slows it)."""
+    """With ``TRIGGERER_BENCH_PROFILE=<directory>``, each phase runs under cProfile (which slows it down)."""
     if not os.environ.get(PROFILE_VARIABLE):
         return None
     import cProfile
@@ -618,10 +649,10 @@ def start_profiler() -> Any:
     return profiler
 
 
-def stop_profiler(profiler: Any, spec: RunSpec) -> None:
+def stop_profiler(profiler: Any, spec: RunSpec, phase: str) -> None:
     if profiler is not None:
         profiler.disable()
-        name = f"{spec.scheme}-{spec.variant}-{spec.poll_interval:g}.prof"
+        name = f"{spec.scheme}-{spec.variant}-{spec.poll_interval:g}-{phase}.prof"
         profiler.dump_stats(str(Path(os.environ[PROFILE_VARIABLE]) / name))
 
 
@@ -656,8 +687,44 @@ def run_child(spec: RunSpec) -> None:
         return baseline_class(generation_id, spec.url, spec.api_key, spec.poll_interval, ssl_context)
 
     result = asyncio.run(measure(spec, ids, make_trigger))
+    if spec.full and spec.variant == "ours":
+        result["reference"] = asyncio.run(one_at_a_time(spec, ids[0], ssl_context))
     result["errors"] = baseline_class.errors
     Path(spec.result_path).write_text(json.dumps(result))
+
+
+async def one_at_a_time(spec: RunSpec, generation_id: str, ssl_context: Any) -> dict[str, float]:
+    """CPU per GET of bare aiohttp, one GET at a time on an otherwise idle loop, the triggers gone.
+
+    A pooled session (keep-alive) against a new session for each GET: the least either can cost here,
+    so ``session / pooled`` is the best ratio any client built on pooled aiohttp GETs could show.
+    """
+    import aiohttp
+
+    url = f"{spec.url}/v1/video/generations/{generation_id}"
+    headers = {"Authorization": f"Bearer {spec.api_key}"}
+
+    async def pooled(count: int) -> float:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.get(url, ssl=ssl_context) as response:  # the connection, made before measuring
+                await response.read()
+            started = time.process_time()
+            for _ in range(count):
+                async with session.get(url, ssl=ssl_context) as response:
+                    await response.read()
+            return (time.process_time() - started) / count
+
+    async def new_session_each(count: int) -> float:
+        started = time.process_time()
+        for _ in range(count):
+            async with (
+                aiohttp.ClientSession(headers=headers) as session,
+                session.get(url, ssl=ssl_context) as response,
+            ):
+                await response.read()
+        return (time.process_time() - started) / count
+
+    return {"pooled": await pooled(1000), "session_per_get": await new_session_each(300)}
 
 
 async def measure(spec: RunSpec, ids: list[str], make_trigger: Callable[[str], Any]) -> dict[str, Any]:
@@ -679,13 +746,18 @@ async def measure(spec: RunSpec, ids: list[str], make_trigger: Callable[[str], A
     gets_before = Emulator.gets(stats_before)
     emulator_cpu = cpu_seconds_of(spec.emulator_pid)
 
-    # Startup: tasks created as the triggerer creates them, all in one go, then the first GETs.
+    # Startup: tasks created as Airflow's TriggerRunner.create_triggers creates them, one a turn of the loop
+    # (it awaits asyncio.sleep(0) before each), then the first GETs.
     loop = asyncio.get_running_loop()
     phases.name = "startup"
     cpu_started = time.process_time()
+    profiler = start_profiler()
     started = time.perf_counter()
-    tasks = [loop.create_task(drive(make_trigger(generation_id))) for generation_id in ids]
-    await asyncio.sleep(0)  # every task has taken its first step when this returns
+    tasks = []
+    for generation_id in ids:
+        await asyncio.sleep(0)
+        tasks.append(loop.create_task(drive(make_trigger(generation_id))))
+    await asyncio.sleep(0)  # the last task has taken its first step when this returns
     tasks_started = time.perf_counter() - started
     startup: float | None = None
     answered_by: list[tuple[float, int]] = []  # (seconds since the start, first GETs answered)
@@ -698,6 +770,7 @@ async def measure(spec: RunSpec, ids: list[str], make_trigger: Callable[[str], A
             await asyncio.sleep(0.02)
     startup_elapsed = time.perf_counter() - started
     startup_cpu = time.process_time() - cpu_started
+    stop_profiler(profiler, spec, "startup")
     emulator_busy_startup = (cpu_seconds_of(spec.emulator_pid) - emulator_cpu) / startup_elapsed
     rss_started = rss()
 
@@ -725,11 +798,14 @@ async def measure(spec: RunSpec, ids: list[str], make_trigger: Callable[[str], A
         if (target is not None and done >= target) or wall_b > give_up:
             break
     phases.name = "done"
-    stop_profiler(profiler, spec)
+    stop_profiler(profiler, spec, "steady")
     stats_connections = emulator.opened - opened_a
     ticker.cancel()
     gc.callbacks.remove(phases.on_gc)
 
+    # asyncio keeps a cancelled timer (each GET's answer deadline is one) in its heap until its time comes or
+    # until the cancelled ones outnumber the others: each still counts, with its Context, in the objects below.
+    cancelled_timers = sum(1 for handle in getattr(loop, "_scheduled", ()) if handle.cancelled())
     types_after = object_types() if spec.full else Counter[str]()
     rss_samples.sort()
     steady_gets = Emulator.gets(stats_b) - Emulator.gets(stats_a)
@@ -755,6 +831,8 @@ async def measure(spec: RunSpec, ids: list[str], make_trigger: Callable[[str], A
         "rss_steady_median": rss_samples[len(rss_samples) // 2],
         "rss_per_trigger": (rss_samples[len(rss_samples) // 2] - rss_before) / n,
         "rss_per_trigger_max": (rss_samples[-1] - rss_before) / n,
+        "objects_before": sum(types_before.values()),
+        "cancelled_timers": cancelled_timers,
         "objects_per_trigger": (sum(types_after.values()) - sum(types_before.values())) / n if spec.full else 0.0,
         "top_types": [(name, count / n) for name, count in grown.most_common(10)],
         "steady_gets": steady_gets,
@@ -768,6 +846,11 @@ async def measure(spec: RunSpec, ids: list[str], make_trigger: Callable[[str], A
         "emulator_busy_startup": emulator_busy_startup,
         "cpu_busy_startup": startup_cpu / startup_elapsed,
         "answered_by": [(round(at, 3), count) for at, count in answered_by],
+        "startup_stalls": [
+            (round(at - started, 3), round(lag, 4), round(collecting, 4))
+            for at, lag, collecting in phases.startup_trace
+            if lag > 0.02
+        ],
         "emulator_busy_steady": (emulator_cpu_b - emulator_cpu_a) / (wall_b - wall_a),
         "lag": {phase: phases.lag_summary(phase) for phase in ("startup", "steady")},
         "gc": {phase: phases.gc_summary(phase) for phase in ("startup", "steady")},
