@@ -66,6 +66,7 @@ GENERATION_SECONDS = 30 * 24 * 3600.0
 TICK_SECONDS = 0.010
 STARTUP_LIMIT_SECONDS = 90.0
 POOL_CAP = 16  # NetworkSettings' default max_connections_per_host, which the connection leaves as it is
+POLL_JITTER = 0.1  # the provider's wait.POLL_JITTER: a trigger's first GET comes up to this share of its interval late
 PROFILE_VARIABLE = "TRIGGERER_BENCH_PROFILE"
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -439,11 +440,18 @@ def print_checks(results: list[dict[str, Any]], options: argparse.Namespace) -> 
             objects <= MAX_OBJECTS_PER_TRIGGER,
             f"{where}: {objects:.1f} tracked objects per waiting trigger <= {MAX_OBJECTS_PER_TRIGGER}",
         )
+        started = ours["tasks_started_seconds"]
+        check(
+            started <= MAX_STARTUP_SECONDS,
+            f"{where}: all {n:,} started (created, first GET scheduled) {started:.2f} s after the first was created "
+            f"(<= {MAX_STARTUP_SECONDS:g} s)",
+        )
         startup = ours["startup_seconds"]
         check(
             startup is not None and startup <= MAX_STARTUP_SECONDS,
             f"{where}: all {n:,} first GETs answered {fmt_seconds(startup)} after the first task was created "
-            f"(<= {MAX_STARTUP_SECONDS:g} s)",
+            f"(<= {MAX_STARTUP_SECONDS:g} s; each comes up to {POLL_JITTER:.0%} of the poll interval after its trigger "
+            "starts, on purpose)",
         )
         lag = ours["lag"]["startup"]
         check(
