@@ -10,7 +10,9 @@ waiting generation. Instead the hook's coroutines lease a :class:`SharedSession`
   what is left, as ``dag.test()`` does for each trigger), it closes then: no session is
   ever left unclosed;
 - connections are kept alive across polls whatever the poll interval (the server's idle
-  timeout still ends them), at most ``max_connections_per_host`` to one host;
+  timeout still ends them), at most ``max_connections_per_host`` to one host; the requests
+  beyond those wait at the session's gate (:meth:`SharedSession.gate`), before any of them
+  is built;
 - requests share one :class:`~airflow_provider_infinityblue.pacing.RequestPace`: the
   connection's ``max_requests_per_second``, and a 429's ``Retry-After`` holds every trigger
   using the session, not only the one that got it.

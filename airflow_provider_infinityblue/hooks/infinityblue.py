@@ -836,9 +836,6 @@ async def _aread_capped(response: aiohttp.ClientResponse) -> bytes | _TooLarge:
     if 200 <= response.status < 300 and declared is not None and declared > limit:
         response.close()
         return _TooLarge(declared)
-    if declared is not None and declared <= limit:
-        # The parser reads no more than the declared length: one read, without a chunk iterator for each answer.
-        return await response.read()
     content = bytearray()
     async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
         content += chunk

@@ -92,10 +92,10 @@ class InfinityBlueVideoTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # A triggerer starts thousands of triggers in one turn of its loop (a restart, a backfill). The first
-        # look's share of the jitter (the wait's arun would sleep it first too) is slept before anything else,
-        # so that each then reads the connection, leases the session and looks at its own moment, rather
-        # than all of them in one turn that holds up the loop.
+        # A triggerer starts thousands of triggers within moments (a restart, a backfill). The first look's
+        # share of the jitter (the wait's arun would sleep it first too) is slept before anything else, so
+        # that each then reads the connection, leases the session and looks at its own moment: not all of
+        # them waiting for the first one's connection read or session, then resuming in one turn of the loop.
         await asyncio.sleep(GenerationWait.first_look_delay(self.poll_interval, self.end_time))
         hook = InfinityBlueHook(self.infinityblue_conn_id)
         try:
