@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import quote, quote_plus
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 QUOTE_LIMIT = 300
 """Most characters of one quoted text (a code, a message, a request id, a status), before its ``…``."""
@@ -53,6 +53,25 @@ def register_secret(secret: str | None) -> None:
             return
         # Longest first, so that an encoded form is replaced whole before the plain key inside it could be.
         _secrets = tuple(sorted(known | forms, key=len, reverse=True))
+
+
+def protect_secrets(secrets: Iterable[str], *, in_airflow_logs: bool = True) -> None:
+    """Keep ``secrets`` out of this process's texts (:func:`register_secret`) and out of Airflow's logs.
+
+    Airflow's ``mask_secret`` may ask a supervisor (a triggerer's, a task's): a coroutine passes
+    ``in_airflow_logs=False`` and masks them through ``sync_to_async`` itself.
+    """
+    secrets = [secret for secret in secrets if secret]
+    for secret in secrets:
+        register_secret(secret)
+    if not in_airflow_logs:
+        return
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    for secret in secrets:
+        mask_secret(secret)
 
 
 @overload

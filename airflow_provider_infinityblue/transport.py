@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     import requests
     import urllib3
 
+    from airflow_provider_infinityblue.network import NetworkSettings
+
 USER_AGENT = f"airflow-provider-infinityblue/{__version__}"
 """Sent with every request the provider makes, to the API and to video hosts."""
 REQUEST_ID_HEADER = "x-request-id"
@@ -193,9 +195,11 @@ def enforce_deadline(*, at: float) -> Iterator[DeadlineGuard]:
         _active.guard = previous
 
 
-def new_session(pool_classes: PoolClasses | None = None) -> requests.Session:
+def new_session(network: NetworkSettings, pool_classes: PoolClasses | None = None) -> requests.Session:
     """A ``requests.Session`` whose connections obey :func:`enforce_deadline`, proxied ones included.
 
+    It trusts the certificates ``network`` says and reads nothing from the environment (``trust_env``
+    is off: it would also read ``~/.netrc``); pass each request ``proxies=network.requests_proxies(url)``.
     ``pool_classes`` (``{"http": ..., "https": ...}``) replaces the urllib3 pools of
     :func:`guarded_pool_classes` with subclasses of them that do more (the download's check of
     the address connected to). It has no headers or credentials of its own: callers add theirs.
@@ -203,6 +207,9 @@ def new_session(pool_classes: PoolClasses | None = None) -> requests.Session:
     import requests
 
     session = requests.Session()
+    session.trust_env = False
+    session.verify = network.requests_verify
+    network.warn_if_unverified()
     adapter_class = _deadline_adapter_class()
     pools = pool_classes or guarded_pool_classes()
     session.mount("https://", adapter_class(pools))

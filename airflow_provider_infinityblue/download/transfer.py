@@ -344,7 +344,8 @@ class Transfer:
 
 
 def _new_session(policy: AddressPolicy, network: NetworkSettings) -> requests.Session:
-    session = new_session(pool_classes=address_checked_pool_classes(policy))
+    # new_session reads nothing from the environment: no ~/.netrc credentials ever reach a video host.
+    session = new_session(network, pool_classes=address_checked_pool_classes(policy))
     session.headers.update(
         {
             "User-Agent": USER_AGENT,
@@ -353,11 +354,6 @@ def _new_session(policy: AddressPolicy, network: NetworkSettings) -> requests.Se
             "Accept-Encoding": "identity",
         }
     )
-    # Proxies and certificates come from NetworkSettings alone: the environment would also bring ~/.netrc,
-    # whose credentials must never reach a video host.
-    session.trust_env = False
-    session.verify = network.requests_verify
-    network.warn_if_unverified()
     # An auth of the session's own: no credentials of any kind are added to a request.
     session.auth = _without_credentials
     return session

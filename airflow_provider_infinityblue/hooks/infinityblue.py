@@ -43,7 +43,7 @@ from airflow_provider_infinityblue.models import (
     check_prompt_length,
 )
 from airflow_provider_infinityblue.network import NetworkSettings
-from airflow_provider_infinityblue.redaction import DETAIL_LIMIT, register_secret, scrub, scrub_answer, scrub_json
+from airflow_provider_infinityblue.redaction import DETAIL_LIMIT, protect_secrets, scrub, scrub_answer, scrub_json
 from airflow_provider_infinityblue.retry import RetryPolicy
 from airflow_provider_infinityblue.transport import (
     REQUEST_ID_HEADER,
@@ -308,19 +308,17 @@ class InfinityBlueHook(BaseHook):
             return await sync_to_async(lambda: self._remember(self.get_connection(self.infinityblue_conn_id)))()
         conn = await self.aget_connection(self.infinityblue_conn_id)
         settings = InfinityBlueConnectionSettings.from_connection(conn)
-        # aget_connection has masked the password (the API key) already; a proxy password is in the extras.
-        for secret in settings.secrets():
-            register_secret(secret)
+        # aget_connection has masked the password (the API key) in Airflow's logs already, not a proxy
+        # password in the extras: only that one needs the masker's (synchronous) call.
+        protect_secrets([settings.api_key], in_airflow_logs=False)
         if settings.network.secrets():
-            await sync_to_async(_mask_secrets)(settings.network.secrets())
+            await sync_to_async(protect_secrets)(settings.network.secrets())
         return settings
 
     @staticmethod
     def _remember(conn: Connection) -> InfinityBlueConnectionSettings:
         settings = InfinityBlueConnectionSettings.from_connection(conn)
-        _mask_secrets(settings.secrets())
-        for secret in settings.secrets():
-            register_secret(secret)  # scrubbed from every text built from an answer, in this process
+        protect_secrets(settings.secrets())
         return settings
 
     def _headers(self, settings: InfinityBlueConnectionSettings) -> dict[str, str]:
@@ -337,12 +335,8 @@ class InfinityBlueHook(BaseHook):
         """
         if self._session is None:
             settings = self.settings
-            session = new_session()
+            session = new_session(settings.network)
             session.headers.update(self._headers(settings))
-            # Proxies and certificates come from NetworkSettings alone; the environment would also bring ~/.netrc.
-            session.trust_env = False
-            session.verify = settings.network.requests_verify
-            settings.network.warn_if_unverified()
             self._session = session
         return self._session
 
@@ -862,15 +856,6 @@ def _may_have_been_created(error: InfinityBlueError) -> bool:
     if isinstance(error, InfinityBlueConnectionError):
         return error.request_sent
     return isinstance(error, (InfinityBlueServerError, InfinityBlueResponseError))
-
-
-def _mask_secrets(secrets: list[str]) -> None:
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
-    for secret in secrets:
-        mask_secret(secret)
 
 
 # Connection reads shared by the coroutines of this process: (expires at, its AIRFLOW_CONN_* value, settings).

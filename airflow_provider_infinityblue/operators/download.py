@@ -16,7 +16,7 @@ from airflow_provider_infinityblue.download.constants import (
 )
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 from airflow_provider_infinityblue.network import NetworkSettings
-from airflow_provider_infinityblue.redaction import register_secret
+from airflow_provider_infinityblue.redaction import protect_secrets
 from airflow_provider_infinityblue.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -259,8 +259,7 @@ def download_connection_settings(
                 raise InfinityBlueConfigurationError(f"Airflow connection '{conn_id}': extra {error}") from None
             private = extras.boolean("allow_private_addresses")
             network = NetworkSettings.from_extras(conn.extra_dejson, conn_id=conn_id)
-            for secret in network.secrets():
-                register_secret(secret)
+            protect_secrets(network.secrets())
     policy = AddressPolicy.build(
         base_url=base_url,
         allowed_hosts=connection_hosts + parse_allowed_hosts(allowed_hosts),

@@ -11,6 +11,7 @@ from contextlib import suppress
 import pytest
 import requests
 
+from airflow_provider_infinityblue.network import NetworkSettings
 from airflow_provider_infinityblue.transport import (
     DeadlineGuard,
     enforce_deadline,
@@ -22,6 +23,8 @@ from tests.loopback import LoopbackServer, Reply
 SLOW = Reply(body={"padding": "x" * 400}, action="trickle", delay=0.05, trickle_headers=True)
 OK = Reply(body={"ok": True})
 
+DIRECT = NetworkSettings()  # no proxy, the default certificates: the sessions below are given their proxies
+
 
 def get(session: requests.Session, url: str, *, within: float, **kwargs) -> tuple[DeadlineGuard, requests.Response]:
     at = time.monotonic() + within
@@ -31,14 +34,14 @@ def get(session: requests.Session, url: str, *, within: float, **kwargs) -> tupl
 
 
 def test_an_answer_in_time_leaves_the_connection_kept_alive() -> None:
-    with LoopbackServer([OK, OK]) as server, new_session() as session:
+    with LoopbackServer([OK, OK]) as server, new_session(DIRECT) as session:
         guards = [get(session, f"{server.url}/a", within=5)[0] for _ in range(2)]
     assert [guard.expired for guard in guards] == [False, False]
     assert server.connections == 1
 
 
 def test_a_trickling_answer_is_cut_at_the_deadline_and_its_connection_dropped() -> None:
-    with LoopbackServer([SLOW, OK]) as server, new_session() as session:
+    with LoopbackServer([SLOW, OK]) as server, new_session(DIRECT) as session:
         started = time.monotonic()
         with pytest.raises(requests.ConnectionError), enforce_deadline(at=started + 0.5) as guard:
             session.get(f"{server.url}/a", timeout=(1, 10))
@@ -51,7 +54,7 @@ def test_a_trickling_answer_is_cut_at_the_deadline_and_its_connection_dropped() 
 
 def test_through_an_http_proxy_too() -> None:
     # The loopback server stands in for a forward proxy: it gets the absolute URL, and trickles.
-    with LoopbackServer([SLOW]) as proxy, new_session() as session:
+    with LoopbackServer([SLOW]) as proxy, new_session(DIRECT) as session:
         started = time.monotonic()
         with pytest.raises(requests.ConnectionError), enforce_deadline(at=started + 0.5) as guard:
             session.get("http://video.example.test/status", proxies={"http": proxy.url}, timeout=(1, 10))
@@ -70,7 +73,10 @@ def test_a_guard_on_another_thread_leaves_this_one_alone() -> None:
             done.wait(5)
 
     other = threading.Thread(target=hold_a_guard_that_expires_soon)
-    with LoopbackServer([Reply(body={"ok": True}, action="stall", delay=0.6)]) as server, new_session() as session:
+    with (
+        LoopbackServer([Reply(body={"ok": True}, action="stall", delay=0.6)]) as server,
+        new_session(DIRECT) as session,
+    ):
         other.start()
         entered.wait(5)
         try:
@@ -118,7 +124,7 @@ def test_headers_cut_by_the_deadline_leave_no_url_in_the_log(caplog) -> None:
     caplog.set_level(logging.WARNING)
     with (
         LoopbackServer([slow_headers]) as server,
-        new_session() as session,
+        new_session(DIRECT) as session,
         # Cut headers may still parse into a (truncated) answer: only the guard tells.
         suppress(requests.ConnectionError),
         enforce_deadline(at=time.monotonic() + 1) as guard,
