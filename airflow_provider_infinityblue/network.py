@@ -209,17 +209,6 @@ class NetworkSettings:
             SKIP_VERIFICATION,
         )
 
-    def redacted(self) -> dict[str, Any]:
-        """The settings for logs and error messages: proxy passwords left out."""
-        return {
-            "https_proxy": _redact_proxy(self.https_proxy),
-            "http_proxy": _redact_proxy(self.http_proxy),
-            "no_proxy": ",".join(self.no_proxy),
-            "ca_file": self.ca_file,
-            "ca_dir": self.ca_dir,
-            "verify": self.verify,
-        }
-
     def secrets(self) -> list[str]:
         """The proxy passwords these settings hold, to mask in logs."""
         secrets = []

@@ -209,49 +209,6 @@ class KeepWaiting:
     delay: float
 
 
-class GenerationProgressLog:
-    """Logs a generation's status and progress when they change, not on every poll.
-
-    A status word this provider does not know is reported once, as a warning: the
-    generation is then treated as not finished, and polling goes on.
-    """
-
-    __slots__ = ("_reported", "_unknown_statuses")
-
-    def __init__(self) -> None:
-        self._reported: tuple[str, int | None] | None = None
-        self._unknown_statuses: set[str] | None = None
-
-    def report(self, generation: Generation, logger: _Logger) -> None:
-        _report_progress(self, generation, logger)
-
-
-def _report_progress(state: GenerationProgressLog | GenerationWait, generation: Generation, logger: _Logger) -> None:
-    """:meth:`GenerationProgressLog.report`, on the state of a progress log or of a wait.
-
-    A wait keeps that state itself rather than in a progress log of its own: one object fewer for each of
-    the thousands of triggers that wait in a triggerer. The set of unknown statuses is made when one comes.
-    """
-    # The API's words, clipped and scrubbed (Generation did it already; a log line must not rely on that).
-    generation_id, status = scrub(generation.id), scrub(generation.status)
-    unknown = state._unknown_statuses
-    if generation.state is GenerationState.UNKNOWN and (unknown is None or status not in unknown):
-        if unknown is None:
-            unknown = state._unknown_statuses = set()
-        unknown.add(status)
-        logger.warning(
-            "InfinityBlue generation %s has status %r, which this provider does not know; "
-            "treating it as not finished and polling on.",
-            generation_id,
-            status,
-        )
-    current = (status, generation.progress)
-    if current != state._reported:
-        state._reported = current
-        progress = "" if generation.progress is None else f" ({generation.progress}%)"
-        logger.info("InfinityBlue generation %s is %s%s", generation_id, status, progress)
-
-
 class GenerationWait:
     """One wait for one generation, fed one answer at a time by :meth:`observe`.
 
@@ -301,7 +258,7 @@ class GenerationWait:
         self.clock = clock
         self.last_generation: Generation | None = None
         self.looks = 0
-        # What GenerationProgressLog keeps, kept here (see _report_progress).
+        # What _report_progress last logged, and the unknown status words it warned of (made when one comes).
         self._reported: tuple[str, int | None] | None = None
         self._unknown_statuses: set[str] | None = None
         self._failures = 0  # consecutive transient failures
@@ -321,7 +278,7 @@ class GenerationWait:
     def _observe_generation(self, generation: Generation) -> KeepWaiting | GenerationOutcome:
         self.last_generation = generation
         self._failures, self._last_problem = 0, None
-        _report_progress(self, generation, self.log)
+        self._report_progress(generation)
         if generation.state is GenerationState.SUCCEEDED:
             problem = _video_url_problem(generation.video_url) if generation.video_url else None
             if generation.video_url and problem is None:
@@ -353,6 +310,30 @@ class GenerationWait:
                 error_code=generation.error_code,
             )
         return self._look_again(self.poll_interval * random.uniform(1.0, 1.0 + POLL_JITTER))
+
+    def _report_progress(self, generation: Generation) -> None:
+        """Log the status and progress when they change, not on every look.
+
+        A status word this provider does not know is reported once, as a warning: the generation is then
+        treated as not finished, and polling goes on.
+        """
+        # The API's words, clipped and scrubbed (Generation did it already; a log line must not rely on that).
+        generation_id, status = scrub(generation.id), scrub(generation.status)
+        if generation.state is GenerationState.UNKNOWN and status not in (self._unknown_statuses or ()):
+            if self._unknown_statuses is None:
+                self._unknown_statuses = set()
+            self._unknown_statuses.add(status)
+            self.log.warning(
+                "InfinityBlue generation %s has status %r, which this provider does not know; "
+                "treating it as not finished and polling on.",
+                generation_id,
+                status,
+            )
+        current = (status, generation.progress)
+        if current != self._reported:
+            self._reported = current
+            progress = "" if generation.progress is None else f" ({generation.progress}%)"
+            self.log.info("InfinityBlue generation %s is %s%s", generation_id, status, progress)
 
     def _observe_error(self, error: InfinityBlueError) -> KeepWaiting | GenerationOutcome:
         if isinstance(error, InfinityBlueNotFoundError):

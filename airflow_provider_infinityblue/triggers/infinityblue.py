@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -146,14 +147,9 @@ class _LinePerLogger:
         return object.__new__(self._trigger_class).log
 
 
-_line_loggers: dict[type[BaseTrigger], _LinePerLogger] = {}
-
-
+@functools.cache
 def _line_logger(trigger_class: type[BaseTrigger]) -> _LinePerLogger:
-    logger = _line_loggers.get(trigger_class)
-    if logger is None:
-        logger = _line_loggers[trigger_class] = _LinePerLogger(trigger_class)
-    return logger
+    return _LinePerLogger(trigger_class)
 
 
 # The batch trigger lives in its own module; it is importable from here too, beside the single-video one.

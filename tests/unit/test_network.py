@@ -69,7 +69,10 @@ def test_the_proxy_extra_wins_over_the_environment_and_direct_turns_proxies_off(
 def test_proxy_credentials_are_secrets_and_go_to_aiohttp_apart() -> None:
     network = settings({"proxy": "http://user:p%40ss@egress:3128"})
     assert network.secrets() == ["p@ss"]
-    assert network.redacted()["https_proxy"] == "http://user:***@egress:3128"
+    with pytest.raises(InfinityBlueConfigurationError) as refused:
+        settings({"proxy": "ftp://user:p%40ss@egress:21"})
+    assert "ftp://user:***@egress:21" in str(refused.value)
+    assert "p%40ss" not in str(refused.value)
     proxy, auth = network.aiohttp_proxy(API)
     assert proxy == "http://egress:3128"
     assert (auth.login, auth.password) == ("user", "p@ss")
