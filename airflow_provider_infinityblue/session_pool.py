@@ -1,4 +1,4 @@
-"""One warm ``aiohttp`` session per event loop and connection settings, shared by every trigger.
+"""What the triggers of one process share: a connection read, and one warm ``aiohttp`` session per loop.
 
 A triggerer runs thousands of triggers in one event loop. Each one owning a session would
 mean a connection pool, a keep-alive socket and, over TLS, a ~300 KB read buffer per
@@ -11,27 +11,32 @@ waiting generation. Instead the hook's coroutines lease a :class:`SharedSession`
   ever left unclosed;
 - connections are kept alive across polls whatever the poll interval (the server's idle
   timeout still ends them), at most ``max_connections_per_host`` to one host; the requests
-  beyond those wait at the session's gate (:meth:`SharedSession.gate`), before any of them
-  is built;
+  beyond those wait at the gate of their :class:`Route`, before any of them is built;
 - requests share one :class:`~airflow_provider_infinityblue.pacing.RequestPace`: the
   connection's ``max_requests_per_second``, and a 429's ``Retry-After`` holds every trigger
   using the session, not only the one that got it.
 
 Sessions are kept per event loop: a session belongs to the loop it was created in.
+
+A connection is read once for all of them too (:func:`read_connection_once`): thousands of
+triggers starting together in a triggerer make one read, reused for :data:`CONNECTION_REUSE_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_infinityblue.pacing import RequestPace
 from airflow_provider_infinityblue.transport import USER_AGENT, import_off_the_loop
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Awaitable, Callable, Hashable
 
     import aiohttp
 
@@ -42,6 +47,27 @@ LINGER_SECONDS = 10.0
 KEEPALIVE_SECONDS = 300.0
 """How long the client keeps an idle connection: longer than any usual poll interval, so the server decides."""
 DNS_CACHE_SECONDS = 60
+CONNECTION_REUSE_SECONDS = 10.0
+"""How long the coroutines of one process reuse a connection read.
+
+A change to the connection's ``AIRFLOW_CONN_*`` environment variable is seen at once; one in the
+metadata database or a secrets backend within this many seconds."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a session's requests to one base URL go: through which proxy, and the gate they wait at.
+
+    The gate lets as many requests at once as the pool has connections for the host; the requests
+    beyond them wait there, each a future, rather than in the connection pool, each with a whole
+    request built (URL, headers, timers: kilobytes): thousands wait at once when a triggerer starts.
+    """
+
+    proxy: str | None
+    proxy_auth: Any  # aiohttp.BasicAuth | None
+    gate: asyncio.Semaphore
 
 
 @dataclass(eq=False)
@@ -64,26 +90,62 @@ class SharedSession:
     pace: RequestPace
     users: int = 0
     _closer: asyncio.Task[None] | None = field(default=None, repr=False)
-    _gates: dict[str, asyncio.Semaphore] = field(default_factory=dict, repr=False)
+    _routes: dict[str, Route] = field(default_factory=dict, repr=False)
 
-    def gate(self, base_url: str) -> asyncio.Semaphore:
-        """Held around each request to ``base_url``: as many at once as the pool has connections for its host.
-
-        The requests beyond them wait here, each a future, rather than in the connection pool, each with a
-        whole request built (URL, headers, timers: kilobytes); thousands wait at once when a triggerer starts.
-        """
-        gate = self._gates.get(base_url)
-        if gate is None:
-            gate = self._gates[base_url] = asyncio.Semaphore(self.key[1].max_connections_per_host)
-        return gate
+    def route(self, base_url: str) -> Route:
+        """The :class:`Route` of requests to ``base_url``, worked out once (a path never changes it)."""
+        route = self._routes.get(base_url)
+        if route is None:
+            network = self.key[1]
+            proxy, proxy_auth = network.aiohttp_proxy(base_url + "/")
+            gate = asyncio.Semaphore(network.max_connections_per_host)
+            route = self._routes[base_url] = Route(proxy, proxy_auth, gate)
+        return route
 
 
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, NetworkSettings], SharedSession]]
 _sessions = weakref.WeakKeyDictionary()
-# Sessions being made, per event loop: the triggers that ask meanwhile wait for the one being made.
-_making: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, NetworkSettings], asyncio.Task[SharedSession]]
-] = weakref.WeakKeyDictionary()
+# Work under way per event loop, by key: the coroutines that ask meanwhile wait for the same task.
+_under_way: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, asyncio.Task[Any]]]
+_under_way = weakref.WeakKeyDictionary()
+# Connection reads shared by the coroutines of this process: (expires at, its AIRFLOW_CONN_* value, what was read).
+_connection_reads: dict[str, tuple[float, str | None, Any]] = {}
+
+
+async def _once(key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+    """``await make()``, done once for all the coroutines of this event loop that ask for ``key`` meanwhile."""
+    loop = asyncio.get_running_loop()
+    under_way = _under_way.setdefault(loop, {})
+    task = under_way.get(key)
+    if task is None:
+        task = under_way[key] = loop.create_task(make())  # type: ignore[arg-type]
+        task.add_done_callback(lambda _: under_way.pop(key, None))
+    # Shielded: a caller cancelled while it waits must not cancel the work for the others.
+    result: T = await asyncio.shield(task)
+    return result
+
+
+async def read_connection_once(conn_id: str, read: Callable[[], Awaitable[T]]) -> T:
+    """What ``read`` makes of connection ``conn_id``, or what another coroutine of this process read moments ago.
+
+    See :data:`CONNECTION_REUSE_SECONDS`. A read that fails is not kept: the next caller reads again.
+    """
+    environment_value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    cached = _connection_reads.get(conn_id)
+    if cached is not None and cached[0] > time.monotonic() and cached[1] == environment_value:
+        read_before: T = cached[2]
+        return read_before
+    settings = await _once(("connection", conn_id), read)
+    _connection_reads[conn_id] = (time.monotonic() + CONNECTION_REUSE_SECONDS, environment_value, settings)
+    return settings
+
+
+def forget_connection_reads() -> None:
+    """Forget the connection reads coroutines share, so that the next one reads the connection again.
+
+    For tests that change a connection in the metadata database between triggers of one process.
+    """
+    _connection_reads.clear()
 
 
 async def lease_session(api_key: str, network: NetworkSettings) -> SharedSession:
@@ -96,23 +158,12 @@ async def lease_session(api_key: str, network: NetworkSettings) -> SharedSession
     # The session that exists is leased without awaiting anything: thousands of triggers lease it.
     shared = _sessions.get(loop, {}).get(key)
     while shared is None or shared.session.closed:
-        shared = await _made_session(loop, key)
+        shared = await _once(("session", key), lambda: _make_session(key))
     shared.users += 1
     if shared._closer is not None:  # it was lingering: keep it
         closer, shared._closer = shared._closer, None
         closer.cancel()
     return shared
-
-
-async def _made_session(loop: asyncio.AbstractEventLoop, key: tuple[str, NetworkSettings]) -> SharedSession:
-    """This loop's session for ``key``, made once however many triggers ask for it while it is being made."""
-    making = _making.setdefault(loop, {})
-    made = making.get(key)
-    if made is None:
-        made = making[key] = loop.create_task(_make_session(key), name="infinityblue-session-make")
-        made.add_done_callback(lambda _: making.pop(key, None))
-    # Shielded: a trigger cancelled while it waits must not cancel the making for the others.
-    return await asyncio.shield(made)
 
 
 async def _make_session(key: tuple[str, NetworkSettings]) -> SharedSession:

@@ -104,6 +104,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.fixture(autouse=True)
 def _fresh_connection_reads() -> None:
     """Each test reads its connections anew: coroutines of one process share a read for a few seconds."""
-    from airflow_provider_infinityblue.hooks.infinityblue import forget_connection_reads
+    from airflow_provider_infinityblue.session_pool import forget_connection_reads
 
     forget_connection_reads()

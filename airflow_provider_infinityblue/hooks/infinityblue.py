@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import time
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -45,6 +43,12 @@ from airflow_provider_infinityblue.models import (
 from airflow_provider_infinityblue.network import NetworkSettings
 from airflow_provider_infinityblue.redaction import DETAIL_LIMIT, protect_secrets, scrub, scrub_answer, scrub_json
 from airflow_provider_infinityblue.retry import RetryPolicy
+from airflow_provider_infinityblue.session_pool import (
+    SharedSession,
+    lease_session,
+    read_connection_once,
+    release_session,
+)
 from airflow_provider_infinityblue.transport import (
     REQUEST_ID_HEADER,
     USER_AGENT,
@@ -57,14 +61,12 @@ from airflow_provider_infinityblue.transport import (
 from airflow_provider_infinityblue.wait import DEFAULT_NOT_FOUND_GRACE, GenerationWait, check_positive_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from collections.abc import Iterator, Mapping
     from types import TracebackType
 
     import aiohttp
     import requests
     from airflow.sdk import Connection
-
-    from airflow_provider_infinityblue.session_pool import SharedSession
 
 GENERATIONS_PATH = "/v1/video/generations"
 _SINGLE_LOOK = RetryPolicy(max_attempts=1)
@@ -75,11 +77,6 @@ is an :class:`InfinityBlueAmbiguousSubmitError` (the generation may exist), to a
 MAX_ERROR_ANSWER_BYTES = 64 * 1024
 """Of an answer with an error status, only this much (64 KiB) is read, for its code and message."""
 _CHUNK_BYTES = 64 * 1024
-SETTINGS_REUSE_SECONDS = 10.0
-"""How long coroutines in one process reuse a connection read: a triggerer reads it once for all its triggers.
-
-A change to the connection's ``AIRFLOW_CONN_*`` environment variable is seen at once; one in the
-metadata database or a secrets backend within this many seconds."""
 
 
 @dataclass(frozen=True)
@@ -290,11 +287,12 @@ class InfinityBlueHook(BaseHook):
     async def asettings(self) -> InfinityBlueConnectionSettings:
         """:attr:`settings` for coroutines: reads the connection without blocking the event loop.
 
-        Coroutines of one process share a read for :data:`SETTINGS_REUSE_SECONDS`: thousands of triggers
+        Coroutines of one process share a read for a few seconds (see
+        :func:`~airflow_provider_infinityblue.session_pool.read_connection_once`): thousands of triggers
         starting together in a triggerer read their connection once.
         """
         if self._settings is None:
-            self._settings = await _shared_settings_read(self.infinityblue_conn_id, self._aread_settings)
+            self._settings = await read_connection_once(self.infinityblue_conn_id, self._aread_settings)
         return self._settings
 
     async def _aread_settings(self) -> InfinityBlueConnectionSettings:
@@ -365,8 +363,6 @@ class InfinityBlueHook(BaseHook):
 
     async def _alease(self) -> SharedSession:
         if self._lease is None or self._lease.session.closed:
-            from airflow_provider_infinityblue.session_pool import lease_session
-
             settings = await self.asettings()
             self._lease = await lease_session(settings.api_key, settings.network)
         return self._lease
@@ -374,8 +370,6 @@ class InfinityBlueHook(BaseHook):
     async def aclose(self) -> None:
         """Give back the shared session, if one was leased; it closes once no hook uses it."""
         if self._lease is not None:
-            from airflow_provider_infinityblue.session_pool import release_session
-
             lease, self._lease = self._lease, None
             release_session(lease)
 
@@ -575,8 +569,7 @@ class InfinityBlueHook(BaseHook):
         settings = await self.asettings()
         lease = await self._alease()
         url = settings.base_url + path
-        proxy, proxy_auth = _aiohttp_proxy(settings.network, settings.base_url)
-        gate = lease.gate(settings.base_url)
+        route = lease.route(settings.base_url)
         for attempt in itertools.count(1):
             await lease.pace.await_slot(latest=deadline)
             now = time.monotonic()
@@ -594,9 +587,9 @@ class InfinityBlueHook(BaseHook):
                 try:
                     async with (
                         whole_answer,
-                        gate,
+                        route.gate,
                         lease.session.request(
-                            method, url, timeout=timeouts, proxy=proxy, proxy_auth=proxy_auth
+                            method, url, timeout=timeouts, proxy=route.proxy, proxy_auth=route.proxy_auth
                         ) as response,
                     ):
                         content = await _aread_capped(response)
@@ -839,59 +832,7 @@ async def _aread_capped(response: aiohttp.ClientResponse) -> bytes | _TooLarge:
     return bytes(content)
 
 
-# The proxy of each base URL for aiohttp, by network settings: a path never changes it (the scheme, host and
-# port decide), and working it out again for each of the thousands of polls a second a triggerer sends shows.
-_aiohttp_proxies: dict[tuple[NetworkSettings, str], tuple[str | None, Any]] = {}
-
-
-def _aiohttp_proxy(network: NetworkSettings, base_url: str) -> tuple[str | None, Any]:
-    """``network.aiohttp_proxy(url)`` for any URL under ``base_url``, worked out once."""
-    proxy = _aiohttp_proxies.get((network, base_url))
-    if proxy is None:
-        proxy = _aiohttp_proxies[network, base_url] = network.aiohttp_proxy(base_url + "/")
-    return proxy
-
-
 def _may_have_been_created(error: InfinityBlueError) -> bool:
     if isinstance(error, InfinityBlueConnectionError):
         return error.request_sent
     return isinstance(error, (InfinityBlueServerError, InfinityBlueResponseError))
-
-
-# Connection reads shared by the coroutines of this process: (expires at, its AIRFLOW_CONN_* value, settings).
-_settings_reads: dict[str, tuple[float, str | None, InfinityBlueConnectionSettings]] = {}
-# Reads under way, per event loop: triggers starting together wait for the first one's.
-_reads_under_way: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[str, asyncio.Future[InfinityBlueConnectionSettings]]
-] = weakref.WeakKeyDictionary()
-
-
-async def _shared_settings_read(
-    conn_id: str, read: Callable[[], Awaitable[InfinityBlueConnectionSettings]]
-) -> InfinityBlueConnectionSettings:
-    """The settings of ``conn_id`` read by ``read``, or by another coroutine of this process moments ago."""
-    environment_value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    cached = _settings_reads.get(conn_id)
-    if cached is not None and cached[0] > time.monotonic() and cached[1] == environment_value:
-        return cached[2]
-    under_way = _reads_under_way.setdefault(asyncio.get_running_loop(), {})
-    reading = under_way.get(conn_id)
-    if reading is None:
-        reading = asyncio.ensure_future(read())
-        under_way[conn_id] = reading
-        try:
-            settings = await asyncio.shield(reading)
-        finally:
-            if under_way.get(conn_id) is reading:
-                del under_way[conn_id]
-        _settings_reads[conn_id] = (time.monotonic() + SETTINGS_REUSE_SECONDS, environment_value, settings)
-        return settings
-    return await asyncio.shield(reading)
-
-
-def forget_connection_reads() -> None:
-    """Forget the connection reads coroutines share, so that the next one reads the connection again.
-
-    For tests that change a connection in the metadata database between triggers of one process.
-    """
-    _settings_reads.clear()
