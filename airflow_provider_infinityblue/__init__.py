@@ -37,6 +37,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "InfinityBlue",
                 "python-modules": [
                     "airflow_provider_infinityblue.operators.infinityblue",
+                    "airflow_provider_infinityblue.operators.download",
                     "airflow_provider_infinityblue.operators.batch",
                 ],
             }

@@ -28,34 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.packaging.parse_time import HTTP_CLIENTS, PARSE_TIME_MODULES, child_environment
 
-MODULES = [
-    "airflow_provider_infinityblue.hooks.infinityblue",
-    "airflow_provider_infinityblue.operators.infinityblue",
-    "airflow_provider_infinityblue.operators.download",
-    "airflow_provider_infinityblue.operators.batch",
-    "airflow_provider_infinityblue.sensors.infinityblue",
-    "airflow_provider_infinityblue.triggers.infinityblue",
-    "airflow_provider_infinityblue.triggers.batch",
-]
+MODULES = PARSE_TIME_MODULES
 PREFIX = "airflow_provider_infinityblue."
 
 # Modules that a DAG file parse should not pay for: HTTP clients and their dependencies (not idna or certifi:
 # airflow.sdk loads those itself, for httpx), then others worth naming when they appear (Airflow's trigger
 # base classes build pydantic models).
-HTTP_CLIENTS = [
-    "aiohttp",
-    "multidict",
-    "yarl",
-    "frozenlist",
-    "aiosignal",
-    "propcache",
-    "aiohappyeyeballs",
-    "requests",
-    "urllib3",
-    "charset_normalizer",
-]
 HEAVY = [
     *HTTP_CLIENTS,
     "yaml",
@@ -84,11 +64,7 @@ print(json.dumps({
 
 
 def child_env(pycache: str, airflow_home: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = pycache
-    env["AIRFLOW_HOME"] = airflow_home
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = child_environment(pycache, AIRFLOW_HOME=airflow_home)
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     return env
 

@@ -26,7 +26,6 @@ from airflow_provider_infinityblue.emulator import (
 from airflow_provider_infinityblue.emulator.cli import build_parser, command_line_arguments, parse_settings
 from airflow_provider_infinityblue.emulator.tls import write_emulator_certificates
 from tests.emulator.conftest import ApiClient
-from tests.proxy import http_proxy
 
 if TYPE_CHECKING:
     from airflow_provider_infinityblue.emulator import EmulatorHandle
@@ -188,16 +187,8 @@ def test_the_thread_runner_serves_https_that_strict_clients_verify() -> None:
         api.session.verify = str(emulator.ca_bundle)
         assert api.wait_until_finished(api.submit_id())["status"] == "completed"
         api.session.close()
-        # The extra name, through a proxy that sends it to the emulator; the certificate is checked against it.
-        with http_proxy(resolve={MADE_UP_NAME: ("127.0.0.1", port_of(emulator))}) as proxy, session() as client:
-            answer = client.get(
-                f"https://{MADE_UP_NAME}/_emulator/config",
-                proxies=proxy.proxies,
-                verify=str(emulator.ca_bundle),
-                timeout=10,
-            )
-            assert answer.status_code == 200
-            assert proxy.tunnels == [f"{MADE_UP_NAME}:443"]
+        # The extra name is in the certificate (tests/integration/test_proxy_helper.py reaches it through a proxy).
+        strict_handshake(emulator, MADE_UP_NAME)
 
         assert emulator.stats()["submissions"] == 1
         with pytest.raises(EmulatorControlError, match="fixed once the emulator listens"):

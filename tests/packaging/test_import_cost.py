@@ -14,39 +14,17 @@ children would pay for copying the parent's memory on write, and measure that to
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).parents[2]
-MODULES = [
-    "airflow_provider_infinityblue.hooks.infinityblue",
-    "airflow_provider_infinityblue.operators.infinityblue",
-    "airflow_provider_infinityblue.operators.download",
-    "airflow_provider_infinityblue.operators.batch",
-    "airflow_provider_infinityblue.sensors.infinityblue",
-    "airflow_provider_infinityblue.triggers.infinityblue",
-    "airflow_provider_infinityblue.triggers.batch",
-]
-# Not loaded by airflow.sdk itself (httpx, which it uses, brings idna and certifi: those are not ours to avoid).
-HTTP_CLIENTS = [
-    "aiohttp",
-    "aiohappyeyeballs",
-    "aiosignal",
-    "frozenlist",
-    "multidict",
-    "propcache",
-    "yarl",
-    "requests",
-    "urllib3",
-    "charset_normalizer",
-]
+from tests.packaging.parse_time import HTTP_CLIENTS, PARSE_TIME_MODULES, child_environment
+
+MODULES = PARSE_TIME_MODULES
 # Only the triggers need Airflow's trigger base classes (pydantic models), only a download the download engine.
 TRIGGER_AND_DOWNLOAD_MODULES = [
     "airflow.triggers.base",
@@ -107,12 +85,7 @@ def run(env: dict[str, str], mode: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    environ = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    env = dict(
-        environ,
-        PYTHONPYCACHEPREFIX=str(tmp_path_factory.mktemp("pycache")),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    )
+    env = child_environment(tmp_path_factory.mktemp("pycache"))
     first = run(env, "each")  # its forked children fill the bytecode cache before it imports every module itself
     with ThreadPoolExecutor(max_workers=2) as pool:  # CPU time, not wall time: two at once changes it little
         return [first, *pool.map(lambda _: run(env, "together"), range(RUNS - 1))]

@@ -26,6 +26,13 @@ def connect(monkeypatch: pytest.MonkeyPatch, url: str, conn_id: str = "infinityb
     set_connection(monkeypatch, conn_id, host=url, password=FAKE_API_KEY, extra=json.dumps(extra))
 
 
+async def look_once(sessions: list) -> None:
+    """One hook's look at a generation; the session it used goes into ``sessions``."""
+    async with InfinityBlueHook() as hook:
+        sessions.append(await hook.aget_conn())
+        await hook.aget_generation("t1")
+
+
 async def events(trigger: InfinityBlueVideoTrigger) -> list[dict]:
     return [event.payload async for event in trigger.run()]
 
@@ -67,16 +74,12 @@ def test_the_session_is_given_back_lingers_for_the_next_trigger_then_closes(monk
 def test_a_loop_that_ends_while_a_session_lingers_closes_it_without_warnings(monkeypatch) -> None:
     with LoopbackServer([DONE]) as server:
         connect(monkeypatch, server.url)
-        sessions = []
-
-        async def main() -> None:
-            async with InfinityBlueHook() as hook:
-                sessions.append(await hook.aget_conn())
-                await hook.aget_generation("t1")
+        sessions: list = []
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            asyncio.run(main())  # as dag.test() runs each trigger: the loop ends long before the linger would
+            # As dag.test() runs each trigger: the loop ends long before the linger would.
+            asyncio.run(look_once(sessions))
             gc.collect()
     assert sessions[0].closed
     assert not [w for w in caught if "Unclosed" in str(w.message) or "destroyed" in str(w.message)]
@@ -85,16 +88,10 @@ def test_a_loop_that_ends_while_a_session_lingers_closes_it_without_warnings(mon
 def test_each_event_loop_has_its_own_session(monkeypatch) -> None:
     with LoopbackServer([DONE, DONE]) as server:
         connect(monkeypatch, server.url)
-        sessions = []
-
-        async def one() -> None:
-            async with InfinityBlueHook() as hook:
-                sessions.append(await hook.aget_conn())
-                await hook.aget_generation("t1")
-
-        thread = threading.Thread(target=asyncio.run, args=(one(),))
+        sessions: list = []
+        thread = threading.Thread(target=asyncio.run, args=(look_once(sessions),))
         thread.start()
-        asyncio.run(one())
+        asyncio.run(look_once(sessions))
         thread.join()
     assert sessions[0] is not sessions[1]
     assert all(session.closed for session in sessions)
