@@ -13,11 +13,12 @@ import itertools
 import json
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_infinityblue import DEFAULT_BASE_URL, get_provider_info
 from airflow_provider_infinityblue.exceptions import (
@@ -281,7 +282,8 @@ class InfinityBlueHook(BaseHook):
     def settings(self) -> InfinityBlueConnectionSettings:
         """The connection's settings, read once per hook."""
         if self._settings is None:
-            self._settings = self._remember(self.get_connection(self.infinityblue_conn_id))
+            with explaining_a_missing_connection(self.infinityblue_conn_id):
+                self._settings = self._remember(self.get_connection(self.infinityblue_conn_id))
         return self._settings
 
     async def asettings(self) -> InfinityBlueConnectionSettings:
@@ -292,7 +294,8 @@ class InfinityBlueHook(BaseHook):
         starting together in a triggerer read their connection once.
         """
         if self._settings is None:
-            self._settings = await read_connection_once(self.infinityblue_conn_id, self._aread_settings)
+            with explaining_a_missing_connection(self.infinityblue_conn_id):
+                self._settings = await read_connection_once(self.infinityblue_conn_id, self._aread_settings)
         return self._settings
 
     async def _aread_settings(self) -> InfinityBlueConnectionSettings:
@@ -836,3 +839,25 @@ def _may_have_been_created(error: InfinityBlueError) -> bool:
     if isinstance(error, InfinityBlueConnectionError):
         return error.request_sent
     return isinstance(error, (InfinityBlueServerError, InfinityBlueResponseError))
+
+
+@contextmanager
+def explaining_a_missing_connection(conn_id: str) -> Iterator[None]:
+    """Re-raise Airflow's "isn't defined" with where Airflow looked, and where it did not.
+
+    Outside a task (a script, a notebook), Airflow 3 reads connections from environment variables and
+    secrets backends only: the metadata database, where the UI and ``airflow connections add`` store
+    them, is read through the API server by tasks alone. Airflow's own message says none of that.
+    """
+    try:
+        yield
+    except AirflowNotFoundException as error:
+        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+        raise type(error)(
+            f"The connection {conn_id!r} isn't defined where this process looks. In a task, add it in the UI "
+            f"(Admin → Connections), with `airflow connections add {conn_id} --conn-type infinityblue ...`, as "
+            f"the environment variable {variable} or in a secrets backend. Outside a task (a script, a notebook), "
+            f"Airflow 3 reads only environment variables and secrets backends, not the metadata database those "
+            f"commands write to: export {variable}='{{\"conn_type\": \"infinityblue\", \"host\": \"...\", "
+            f"\"password\": \"sk-...\"}}'."
+        ) from error
