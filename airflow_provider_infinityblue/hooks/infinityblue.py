@@ -858,6 +858,6 @@ def explaining_a_missing_connection(conn_id: str) -> Iterator[None]:
             f"(Admin → Connections), with `airflow connections add {conn_id} --conn-type infinityblue ...`, as "
             f"the environment variable {variable} or in a secrets backend. Outside a task (a script, a notebook), "
             f"Airflow 3 reads only environment variables and secrets backends, not the metadata database those "
-            f"commands write to: export {variable}='{{\"conn_type\": \"infinityblue\", \"host\": \"...\", "
-            f"\"password\": \"sk-...\"}}'."
+            f'commands write to: export {variable}=\'{{"conn_type": "infinityblue", "host": "...", '
+            f'"password": "sk-..."}}\'.'
         ) from error
