@@ -5,6 +5,8 @@ VENV ?= .venv
 AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make demo` needs only the provider, Airflow and the emulator's video renderer, not the test tools.
+DEMO_STAMP := $(VENV)/.demo-installed
 
 .PHONY: test test-compat test-compat-floor test-deployment lint demo venv clean
 
@@ -13,7 +15,13 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip install --python $(BIN)/python -e '.[test,deployment]' 'apache-airflow==$(AIRFLOW_VERSION)'
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[test,deployment,video]' 'apache-airflow==$(AIRFLOW_VERSION)'
+	@touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[video]' 'apache-airflow==$(AIRFLOW_VERSION)'
 	@touch $@
 
 lint: $(STAMP)
@@ -38,8 +46,8 @@ test-deployment: $(STAMP)
 
 # The README's first command: the daily text-to-video example end to end, on the local emulator
 # (or on the real API when INFINITYBLUE_API_KEY is set).
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) .compat .pytest_cache .ruff_cache
+	rm -rf $(VENV) .compat .pytest_cache .ruff_cache .demo .airflow-test

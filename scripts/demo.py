@@ -2,7 +2,8 @@
 
 Without ``INFINITYBLUE_API_KEY`` it starts the local InfinityBlue emulator on a free port; with it, it
 talks to the real API (``INFINITYBLUE_BASE_URL`` overrides the default base URL). Airflow runs from a
-throwaway home, kept afterwards so the video stays on disk. Each step says what it does; a failed step
+throwaway home in ``.demo/`` of this checkout (``--workdir`` elsewhere): kept afterwards so the video stays on
+disk, replaced by the next run, removed by ``make clean``. Each step says what it does; a failed step
 says which one and why, and exits non-zero.
 """
 
@@ -14,7 +15,7 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
+import shutil
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 DAG_ID = "example_infinityblue_text_to_video"
+DEFAULT_WORKDIR = REPO / ".demo"
 AIRFLOW = Path(sys.executable).parent / "airflow"
 STEPS = 5
 
@@ -80,20 +82,27 @@ def is_mp4(path: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--workdir", type=Path, help="where to put the Airflow home and the video (default: a new temp dir)"
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help="where to put the Airflow home, the log and the video; emptied first (default: .demo/ of this checkout)",
     )
     parser.add_argument("--print-outcome", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.print_outcome:
         print_outcome()
         return 0
-    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="infinityblue-demo-"))).resolve()
+    workdir = args.workdir.resolve()
     api_key = os.environ.get("INFINITYBLUE_API_KEY", "").strip()
     home, videos, log = workdir / "airflow-home", workdir / "videos", workdir / "demo.log"
 
     with ExitStack() as cleanup:
         with step(1, f"Preparing a throwaway Airflow home in {home}"):
-            home.mkdir(parents=True, exist_ok=True)
+            # Only what an earlier demo made: a --workdir pointed at something else keeps its other files.
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(videos, ignore_errors=True)
+            log.unlink(missing_ok=True)
+            home.mkdir(parents=True)
             videos.mkdir(exist_ok=True)
             env = {
                 **os.environ,
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Video URL:  {outcome['url']}")
     print(f"Video file: {video} ({video.stat().st_size:,} bytes, sha256 {outcome['sha256'][:16]}…)")
     print(f"Airflow log of the run: {log}")
+    print(f"All of it is kept in {workdir}: the next `make demo` replaces it, `make clean` removes it.")
     return 0
 
 
