@@ -7,6 +7,9 @@ What it shows
   API returns expires). ``destination`` may be a local path or an object storage URL such as
   ``s3://my-bucket/videos/...``.
 
+Where the video goes: ``params.output_dir``, by default ``/tmp/infinityblue-videos`` (the system's temporary
+folder, emptied on reboot on many systems): set your own in the trigger form or with ``--conf``.
+
 Try it without an API key: ``make demo`` runs this DAG against the local emulator.
 Set up for real: an ``infinityblue_default`` connection holding your key (see the README).
 """
@@ -32,7 +35,14 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2026, 11, 1),
     catchup=False,
-    params={"output_dir": Param("/tmp/infinityblue-videos", type="string", description="where videos are kept")},
+    params={
+        "output_dir": Param(
+            "/tmp/infinityblue-videos",
+            type="string",
+            description="Folder (or object storage URL) the video is saved under; the default is in the "
+            "system's temporary folder.",
+        )
+    },
     tags=["infinityblue", "example"],
     doc_md=__doc__,
 ) as dag:
