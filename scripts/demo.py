@@ -13,9 +13,9 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import shutil
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
