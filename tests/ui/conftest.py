@@ -2,7 +2,8 @@
 
 One Airflow (API server, scheduler, DAG processor, triggerer; SQLite) and one emulator serve the whole
 module: starting Airflow takes most of the tier's time. Every test opens its own browser page and leaves
-a screenshot of what it saw under ``.airflow-test/ui/`` for a person to look at.
+screenshots of the pages it checked under ``.airflow-test/ui/`` for a person to look at (``failed-*.png``:
+the page a failing test ended on).
 """
 
 from __future__ import annotations
@@ -97,24 +98,28 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, airflow: LocalDeployment, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A page in a context of its own, on the Airflow UI; its last screenshot is saved after the test."""
+def page(browser: Browser, airflow: LocalDeployment) -> Iterator[Page]:
+    """A page in a browser context of its own, on the Airflow UI."""
     context = browser.new_context(base_url=airflow.base_url, viewport={"width": 1400, "height": 1100})
     context.set_default_timeout(30_000)
-    page = context.new_page()
     try:
-        yield page
+        yield context.new_page()
     finally:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOTS / f"{request.node.name}.png", full_page=True)
         context.close()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """On a failure: a screenshot of the page as it was, and the end of every Airflow component's log."""
     report = yield
     if report.failed:
-        airflow = getattr(item, "funcargs", {}).get("airflow")
+        funcargs = getattr(item, "funcargs", {})
+        page = funcargs.get("page")
+        if page is not None and not page.is_closed():
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=SCREENSHOTS / f"failed-{item.name}.png", full_page=True)
+            report.sections.append(("UI page", f"{page.url}, screenshot in {SCREENSHOTS}/failed-{item.name}.png"))
+        airflow = funcargs.get("airflow")
         if isinstance(airflow, LocalDeployment):
             report.sections.append((f"Airflow logs (home {airflow.home})", airflow.log_tails(lines=40)))
     return report
