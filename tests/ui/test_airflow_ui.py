@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
@@ -71,8 +74,7 @@ def save(page: Page, dialog: Locator, conn_id: str) -> None:
 
 
 def click_test_button(page: Page, conn_id: str) -> str:
-    """Click the connection's Test icon in the list; the toast's text."""
-    page.goto("/connections")
+    """Click the connection's Test icon in the list (where saving leaves the page); the toast's text."""
     row = page.get_by_role("row").filter(has_text=conn_id)
     row.get_by_role("button", name="Test Connection").click()
     toast = page.get_by_role("status").filter(has_text="Test Connection")
@@ -180,3 +182,37 @@ def test_a_run_triggered_in_the_ui_links_its_video(
     link = page.get_by_role("link", name="InfinityBlue video")
     assert link.get_attribute("href") == video_url
     keep_screenshot(page, "task_extra_link")
+
+
+def test_the_rest_call_in_the_readme_tests_the_stored_connection(
+    airflow: LocalDeployment, emulator: EmulatorHandle
+) -> None:
+    """Only the id and type are sent: the API server tests the stored connection, whatever its port."""
+    answer = airflow.api.request(
+        "POST", "/connections/test", json={"connection_id": "infinityblue_default", "conn_type": "infinityblue"}
+    )
+    assert answer == {"status": True, "message": f"Connected to {emulator.url}: the API key was accepted."}
+
+
+def test_the_cli_command_in_the_readme_tests_the_connection(airflow: LocalDeployment, emulator: EmulatorHandle) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "connections", "test", "infinityblue_default"],
+        env=airflow.environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Connection success!" in result.stdout
+
+
+def test_the_test_icon_refuses_a_connection_saved_without_a_port(page: Page, emulator: EmulatorHandle) -> None:
+    """What the README tells Airflow 3.3 users to avoid: the icon sends port 0 for no port, which differs."""
+    conn_id = "infinityblue_ui_no_port"
+    dialog = add_connection(page, conn_id, base_url=emulator.url, api_key=EMULATOR_API_KEY, port=None)
+    save(page, dialog, conn_id)
+    message = click_test_button(page, conn_id)
+    assert "Test Connection Failed" in message
+    assert "Bad Request" in message
+    keep_screenshot(page, "connection_test_without_port")
