@@ -260,20 +260,22 @@ class InfinityBlueHook(BaseHook):
         (it comes with the FAB provider); the same ``conn-fields`` of the provider info describe them.
         """
         from wtforms import BooleanField, IntegerField, StringField
+        from wtforms.validators import Optional
 
         widgets: dict[str, Any] = {}
         for name, spec in _connection_type_info()["conn-fields"].items():
             schema = spec["schema"]
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-            default = "" if schema["default"] in ("", None) else f" Default: {schema['default']}."
-            description = f"{spec['description']}{default}"
+            # Every extra may be left empty (its default); without Optional() an empty IntegerField is an error.
+            validators = [Optional()]
             if "enum" in schema:  # these versions' forms take no select field: the choices go in the description
                 choices = " or ".join(repr(choice) for choice in schema["enum"] if choice is not None)
-                widgets[name] = StringField(spec["label"], description=f"{description} One of {choices}.")
+                description = f"{spec['description']} One of {choices}."
+                widgets[name] = StringField(spec["label"], validators=validators, description=description)
                 continue
             # WTForms has no float field that these Airflow versions accept: numbers go in as text.
             field_class = BooleanField if "boolean" in types else IntegerField if "integer" in types else StringField
-            widgets[name] = field_class(spec["label"], description=description)
+            widgets[name] = field_class(spec["label"], validators=validators, description=spec["description"])
         return widgets
 
     # -- connection -------------------------------------------------------------------------
@@ -499,7 +501,9 @@ class InfinityBlueHook(BaseHook):
                 return False, f"{base_url} answered 404 with a page that is not the InfinityBlue API: {error}"
             return True, f"Connected to {base_url}: the API key was accepted."
         except InfinityBlueAuthenticationError as error:
-            return False, f"Invalid API key: {error}"
+            # Not str(error): it names the connection id, and the UI and REST tests run under a random one.
+            detail = f"HTTP {error.status_code}: {error.api_message or 'no message'}"
+            return False, f"Invalid API key: {base_url} rejected it ({detail}). Check the API Key (password) field."
         except InfinityBlueError as error:
             return False, str(error)
         return True, f"Connected to {base_url}: the API key was accepted."

@@ -28,10 +28,26 @@ def test_provider_info_describes_the_connection() -> None:
     assert connection["connection-type"] == "infinityblue"
     assert connection["hook-class-name"] == "airflow_provider_infinityblue.hooks.infinityblue.InfinityBlueHook"
     behaviour = connection["ui-field-behaviour"]
-    assert set(behaviour["hidden-fields"]) == {"schema", "login", "port"}
+    assert set(behaviour["hidden-fields"]) == {"schema", "login"}
     assert behaviour["relabeling"]["password"] == "API Key"
     assert behaviour["placeholders"]["host"] == "https://api.getinfinityblue.com"
-    assert set(connection["conn-fields"]) >= {"connect_timeout", "read_timeout", "max_attempts", "max_image_mb"}
+    assert set(connection["conn-fields"]) >= {
+        "default_model",
+        "connect_timeout",
+        "read_timeout",
+        "max_attempts",
+        "max_image_mb",
+    }
+
+
+def test_every_connection_extra_is_optional() -> None:
+    """A schema default would be filled into the UI form and saved into every connection; a type without
+    null makes the field required. The default is named in the description instead."""
+    for name, spec in get_provider_info()["connection-types"][0]["conn-fields"].items():
+        schema = spec["schema"]
+        assert "default" not in schema, name
+        assert "null" in schema["type"], name
+        assert "Empty: " in spec["description"], name
 
 
 def test_providers_manager_registers_the_hook() -> None:
@@ -85,13 +101,19 @@ def test_the_ui_connection_form_is_ours() -> None:
     assert standard["password"]["title"] == "API Key"
     assert standard["host"]["title"] == "Base URL"
     assert standard["host"]["placeholder"] == "https://api.getinfinityblue.com"
-    assert all(standard[name]["hidden"] for name in ("login", "port", "url_schema"))
+    assert all(standard[name]["hidden"] for name in ("login", "url_schema"))
+    # Shown: Airflow 3.3's row Test icon refuses a connection without a stored port (README: the connection).
+    assert not standard["port"]["hidden"]
+    assert standard["port"]["title"] == "Port (optional)"
     declared = get_provider_info()["connection-types"][0]["conn-fields"]
     assert set(form["extra_fields"]) == set(declared)
     for name, spec in declared.items():
         field = form["extra_fields"][name]
         assert field["schema"]["title"] == spec["label"]
         assert spec["description"] in field["description"]
+        # Nothing filled in, nothing required: an empty field saves no value.
+        assert field["value"] is None, name
+        assert "null" in field["schema"]["type"], name
     assert "integer" in form["extra_fields"]["max_attempts"]["schema"]["type"]
 
 

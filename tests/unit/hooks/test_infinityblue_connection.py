@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from airflow_provider_infinityblue import get_provider_info
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
 from tests.conftest import FAKE_API_KEY, set_connection
@@ -102,6 +103,22 @@ def test_defaults_without_extras(monkeypatch) -> None:
     assert settings.max_image_bytes == 20 * 1024 * 1024
 
 
+CONN_FIELDS = get_provider_info()["connection-types"][0]["conn-fields"]
+
+
+@pytest.mark.parametrize("empty", [None, ""], ids=["null", "empty-string"])
+def test_every_extra_left_empty_in_the_form_means_its_default(monkeypatch, empty) -> None:
+    """The UI saves each field it shows, an empty one as null (Airflow 3.2+) or "" (3.0 and 3.1)."""
+    set_connection(monkeypatch, password=FAKE_API_KEY)
+    defaults = InfinityBlueHook().settings
+    extra = {name: empty for name in CONN_FIELDS}
+    set_connection(monkeypatch, password=FAKE_API_KEY, extra=json.dumps(extra))
+    assert InfinityBlueHook().settings == defaults
+    prefixed = {f"extra__infinityblue__{name}": empty for name in CONN_FIELDS}
+    set_connection(monkeypatch, password=FAKE_API_KEY, extra=json.dumps(prefixed))
+    assert InfinityBlueHook().settings == defaults
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
@@ -137,6 +154,42 @@ def test_key_is_not_in_any_repr(monkeypatch) -> None:
 
 def test_ui_field_behaviour_matches_the_provider_info() -> None:
     behaviour = InfinityBlueHook.get_ui_field_behaviour()
-    assert set(behaviour["hidden_fields"]) == {"schema", "login", "port"}
-    assert behaviour["relabeling"]["password"] == "API Key"
+    assert set(behaviour["hidden_fields"]) == {"schema", "login"}
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API Key", "port": "Port (optional)"}
     assert behaviour["placeholders"]["host"] == "https://api.getinfinityblue.com"
+
+
+def _wtforms_form(data: dict[str, str]):
+    """The WTForms form Airflow 3.0 and 3.1 build from the hook's widgets, given what a person typed."""
+    from werkzeug.datastructures import MultiDict
+    from wtforms import Form
+
+    form_class = type("InfinityBlueConnectionForm", (Form,), InfinityBlueHook.get_connection_form_widgets())
+    return form_class(formdata=MultiDict(data))
+
+
+def test_every_wtforms_field_may_be_left_empty() -> None:
+    form = _wtforms_form({name: "" for name in CONN_FIELDS})
+    assert form.validate(), form.errors
+    assert set(form.data) == set(CONN_FIELDS)
+    # An unchecked box is False, the same as the extra left out.
+    assert {name: value for name, value in form.data.items() if value not in (None, "", False)} == {}
+
+
+def test_wtforms_fields_still_check_what_is_typed() -> None:
+    form = _wtforms_form({"max_attempts": "lots", "default_model": "kling-v2-1", "read_timeout": "2.5"})
+    assert not form.validate()
+    assert set(form.errors) == {"max_attempts"}
+    assert (form.default_model.data, form.read_timeout.data) == ("kling-v2-1", "2.5")
+
+
+def test_wtforms_fields_carry_the_labels_and_descriptions() -> None:
+    widgets = InfinityBlueHook.get_connection_form_widgets()
+    assert set(widgets) == set(CONN_FIELDS)
+    form = _wtforms_form({})
+    for name, spec in CONN_FIELDS.items():
+        field = form[name]
+        assert field.label.text == spec["label"]
+        assert field.description.startswith(spec["description"])
+    assert form.default_model.description.endswith("Empty: kling-v2-5-turbo.")
+    assert "One of 'verify' or 'skip-insecure'." in form.tls_verification.description
