@@ -19,7 +19,7 @@ def test_every_block_is_run_or_says_why_not() -> None:
     assert check_coverage(blocks) == []
     not_run = [block for block in blocks if block.mode in {"skip", "covered-by"}]
     assert all(block.detail for block in not_run)
-    assert len(not_run) <= 3, [block.line for block in not_run]  # the walk is the rule, not the exception
+    assert len(not_run) <= 4, [block.line for block in not_run]  # the walk is the rule, not the exception
 
 
 def test_a_block_without_a_known_directive_is_refused() -> None:
