@@ -314,6 +314,9 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, model: str | None = None) -> str:
         """Called on the worker with the trigger's event: returns the video URL or raises why not."""
         outcome = GenerationOutcome.from_event(event)
+        if model is None:  # dag.test() resumes a task with the trigger's event alone, without the deferral's kwargs
+            ti = context["ti"]
+            model = ti.xcom_pull(task_ids=self.task_id, key=MODEL_XCOM_KEY, map_indexes=ti.map_index)
         self.generation_id, self.resolved_model = outcome.generation_id, model
         return self._succeed(context, outcome.video_url_or_raise())
 

@@ -122,6 +122,18 @@ class TestGenerate:
         assert (facet["model"], facet["generationId"], facet["fps"]) == ("veo_3_1", generation_id, 30)
         assert names(lineage["outputs"]) == [(emulator.url, f"/videos/{generation_id}.mp4")]
 
+    def test_a_worker_resumed_without_the_deferral_kwargs_reads_the_model_from_xcom(self) -> None:
+        _, context = generated(model="veo_3_1")
+        xcom = context["ti"].xcom
+        resumed_context = task_context()
+        resumed_context["ti"].xcom.update(infinityblue_task_id=xcom["infinityblue_task_id"], model=xcom["model"])
+        resumed = InfinityBlueGenerateVideoOperator(task_id="generate", prompt="A glass whale")
+        event = {"status": "success", "generation_id": xcom["infinityblue_task_id"], "message": "done",
+                 "video_url": xcom["video_url"]}  # fmt: skip
+        resumed.execute_complete(resumed_context, event=event)  # as dag.test() resumes: the event alone
+        facet = as_json(resumed.get_openlineage_facets_on_complete(None))["run"][GENERATION_RUN_FACET]
+        assert (facet["model"], facet["generationId"]) == ("veo_3_1", xcom["infinityblue_task_id"])
+
     def test_a_task_that_failed_before_submitting_still_describes_its_request(self) -> None:
         operator = InfinityBlueGenerateVideoOperator(task_id="generate", prompt="A whale", model="veo_3_1", width="x")
         lineage = as_json(operator.get_openlineage_facets_on_complete(None))  # what the provider calls on failure
