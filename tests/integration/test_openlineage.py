@@ -92,9 +92,8 @@ def complete_event(events: list[dict[str, Any]], task_id: str) -> dict[str, Any]
 def test_the_complete_events_carry_our_inputs_outputs_and_run_facet(
     airflow_db: None, emulator: EmulatorHandle, monkeypatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_INFINITYBLUE_DEFAULT", emulator.airflow_connection(FAKE_API_KEY, extra={"default_model": "veo_3_1"})
-    )
+    connection = emulator.airflow_connection(FAKE_API_KEY, extra={"default_model": "veo_3_1"})
+    monkeypatch.setenv("AIRFLOW_CONN_INFINITYBLUE_DEFAULT", connection)
     destination = tmp_path / "videos" / "lantern.mp4"
     state, events = run_with_lineage(tmp_path, destination)
     assert state in ("success", "DagRunState.SUCCESS")
@@ -112,17 +111,13 @@ def test_the_complete_events_carry_our_inputs_outputs_and_run_facet(
     }
     assert facet["_producer"].startswith("https://pypi.org/project/airflow-provider-infinityblue/")
     assert facet["_schemaURL"].endswith("#/$defs/InfinityBlueGenerationRunFacet")
-    assert [(d["namespace"], d["name"]) for d in generate["inputs"]] == [
-        ("https://images.example", "/first-frame.png")
-    ]
+    assert [(d["namespace"], d["name"]) for d in generate["inputs"]] == [("https://images.example", "/first-frame.png")]
     assert [(d["namespace"], d["name"]) for d in generate["outputs"]] == [
         (emulator.url, f"/videos/{generation_id}.mp4")
     ]
 
     download = complete_event(events, "download")
-    assert [(d["namespace"], d["name"]) for d in download["inputs"]] == [
-        (emulator.url, f"/videos/{generation_id}.mp4")
-    ]
+    assert [(d["namespace"], d["name"]) for d in download["inputs"]] == [(emulator.url, f"/videos/{generation_id}.mp4")]
     assert [(d["namespace"], d["name"]) for d in download["outputs"]] == [("file", str(destination))]
     assert download["outputs"][0]["outputFacets"]["outputStatistics"]["size"] == destination.stat().st_size
 

@@ -96,7 +96,9 @@ def test_the_connection_is_read_when_the_task_runs_not_when_the_dag_is_parsed(co
 
 def test_a_model_extra_that_is_not_text_fails_with_the_connection_and_extra_named(connect) -> None:
     connect(default_model=5)
-    with pytest.raises(InfinityBlueConfigurationError, match="'infinityblue_default'.*'default_model' must be a string"):
+    with pytest.raises(
+        InfinityBlueConfigurationError, match=r"'infinityblue_default'.*'default_model' must be a string"
+    ):
         generate().execute(task_context())
 
 

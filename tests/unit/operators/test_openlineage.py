@@ -112,7 +112,7 @@ class TestGenerate:
         assert API_KEY not in json.dumps(as_json(operator.get_openlineage_facets_on_complete(None)))
 
     def test_a_worker_resuming_from_the_trigger_reports_the_same(self, emulator: EmulatorHandle) -> None:
-        first, context = generated(model="veo_3_1")  # a finished generation, for the event
+        _, context = generated(model="veo_3_1")  # a finished generation, for the event
         generation_id, video_url = context["ti"].xcom["infinityblue_task_id"], context["ti"].xcom["video_url"]
         resumed = InfinityBlueGenerateVideoOperator(task_id="generate", prompt="A glass whale", fps=30)
         event = {"status": "success", "generation_id": generation_id, "message": "done", "video_url": video_url}
