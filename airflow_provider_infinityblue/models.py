@@ -324,7 +324,27 @@ def describe_image(image: str | None) -> str | None:
 
 
 DEFAULT_MODEL = "kling-v2-5-turbo"
-"""The model a request uses when it names none: the single operator's and the batch's default."""
+"""The model a request uses when neither it nor its connection's ``default_model`` extra names one."""
+
+
+def resolve_model(*choices: tuple[object, str]) -> tuple[str, str]:
+    """The first of ``choices`` (``(value, where it is from)`` pairs) that names a model, and where it is from.
+
+    The operators pass the model they were given, then their connection's ``default_model``; with none
+    named, :data:`DEFAULT_MODEL`. A None or blank value (a template that rendered to nothing, an empty
+    extra) names none.
+
+    >>> resolve_model(("veo_3_1", "the argument"), ("sora-2", "the connection"))
+    ('veo_3_1', 'the argument')
+    >>> resolve_model((" ", "the argument"), (None, "the connection"))
+    ('kling-v2-5-turbo', "the provider's default")
+    """
+    for value, source in choices:
+        if value is not None and not isinstance(value, str):
+            raise InfinityBlueValidationError("model", f"must be a string, got {type(value).__name__}")
+        if value is not None and value.strip():
+            return value.strip(), source
+    return DEFAULT_MODEL, "the provider's default"
 
 
 @dataclass(frozen=True, repr=False)

@@ -49,6 +49,8 @@ class ManifestEntry:
     destination: str | None = None
     size_bytes: int | None = None
     sha256: str | None = None
+    model: str | None = None
+    """The model the row's request named, after the batch's defaults and the connection's ``default_model``."""
 
     @property
     def finished(self) -> bool:

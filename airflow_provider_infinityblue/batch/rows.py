@@ -3,7 +3,9 @@
 Every row holds the single operator's fields (``prompt``, ``model``, ``image``, ``duration``,
 ``width``, ``height``, ``fps``, ``seed``, ``metadata``, ``user``) and an optional ``key``, the
 row's name in the manifest and in ``destination`` templates (default: the row's index). The
-batch's ``defaults`` fill every field a row leaves out (in a CSV, an empty cell is left out).
+batch's ``defaults`` fill every field a row leaves out (in a CSV, an empty cell is left out). A row's
+model is its own, else the one in ``defaults``, else the connection's ``default_model``, else
+:data:`~airflow_provider_infinityblue.models.DEFAULT_MODEL` (a blank one names none).
 
 >>> rows = validate_rows(
 ...     read_rows([{"prompt": "A fox"}, {"prompt": "", "key": "b"}, {"prompt": "An owl", "key": "c", "fps": 24}]),
@@ -28,9 +30,9 @@ from airflow_provider_infinityblue.batch.storage import local_path, storage_path
 from airflow_provider_infinityblue.exceptions import InfinityBlueConfigurationError, InfinityBlueValidationError
 from airflow_provider_infinityblue.models import (
     DEFAULT_MAX_PROMPT_CHARS,
-    DEFAULT_MODEL,
     GenerationRequest,
     check_prompt_length,
+    resolve_model,
 )
 
 if TYPE_CHECKING:
@@ -177,12 +179,14 @@ def validate_rows(
     *,
     defaults: Mapping[str, Any] | None = None,
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+    default_model: str | None = None,
 ) -> ValidatedRows:
     """Every row checked the way the single operator checks its request, before anything is sent.
 
     A row is invalid when it cannot be read, names a field the API request does not have, fails
     the request's own checks (``metadata`` strict JSON, the prompt at most ``max_prompt_chars``
-    characters: the connection's), or reuses another row's ``key``.
+    characters: the connection's), or reuses another row's ``key``. ``default_model`` is the connection's
+    ``default_model`` extra, for the rows that name no model, in ``defaults`` either.
     """
     defaults = dict(defaults or {})
     unknown = sorted(set(defaults) - set(REQUEST_FIELDS))
@@ -194,11 +198,14 @@ def validate_rows(
         key = str(raw.values.get("key", raw.index))
         problem = raw.problem or _unknown_fields(raw.values)
         request: GenerationRequest | None = None
-        fields = {"model": DEFAULT_MODEL, **defaults, **{k: v for k, v in raw.values.items() if k != "key"}}
+        fields = {**defaults, **{k: v for k, v in raw.values.items() if k != "key"}}
         if problem is None and "prompt" not in fields:
             problem = "'prompt' is required (in the row, or in defaults)"
         if problem is None:
             try:
+                fields["model"], _ = resolve_model(
+                    (raw.values.get("model"), "row"), (defaults.get("model"), "defaults"), (default_model, "connection")
+                )
                 request = GenerationRequest(**fields)
                 check_prompt_length(request.prompt, max_prompt_chars)
             except InfinityBlueValidationError as error:

@@ -96,6 +96,8 @@ class InfinityBlueConnectionSettings:
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
     network: NetworkSettings = field(default_factory=NetworkSettings)
+    default_model: str | None = None
+    """The ``default_model`` extra: the model of a request that names none (None when unset or empty)."""
 
     @classmethod
     def from_connection(cls, conn: Connection) -> InfinityBlueConnectionSettings:
@@ -125,6 +127,7 @@ class InfinityBlueConnectionSettings:
             ),
             max_prompt_chars=int(extras.number("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS, minimum=1, integer=True)),
             network=NetworkSettings.from_extras(conn.extra_dejson, conn_id=conn_id),
+            default_model=extras.text("default_model"),
         )
 
     def secrets(self) -> list[str]:
@@ -155,6 +158,17 @@ class ConnectionExtras:
         raise InfinityBlueConfigurationError(
             f"Airflow connection '{self.conn_id}': extra {name!r} must be true or false, got {value!r}"
         )
+
+    def text(self, name: str) -> str | None:
+        """A text extra, stripped; unset, empty or blank means None."""
+        value = self.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise InfinityBlueConfigurationError(
+                f"Airflow connection '{self.conn_id}': extra {name!r} must be a string, got {value!r}"
+            )
+        return value.strip() or None
 
     def number(self, name: str, default: float, *, minimum: float, integer: bool = False) -> float:
         value = self.get(name)

@@ -32,6 +32,7 @@ from airflow_provider_infinityblue.exceptions import (
     InfinityBlueValidationError,
 )
 from airflow_provider_infinityblue.hooks.infinityblue import InfinityBlueHook
+from airflow_provider_infinityblue.models import resolve_model
 from airflow_provider_infinityblue.operators.download import check_address_allowance, download_connection_settings
 from airflow_provider_infinityblue.pacing import DEFAULT_POLLS_PER_SECOND, RequestPace
 from airflow_provider_infinityblue.version_compat import conf, default_deferrable
@@ -69,7 +70,9 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
     ``requests_path`` (a JSONL or CSV file, local or on object storage, streamed row by row). Each
     row holds the fields of :class:`InfinityBlueGenerateVideoOperator` (``prompt``, ``model``,
     ``image``, ``duration``, ``width``, ``height``, ``fps``, ``seed``, ``metadata``, ``user``) and an
-    optional ``key``; ``defaults`` fill what a row leaves out. Every row is validated before the
+    optional ``key``; ``defaults`` fill what a row leaves out. A row that names no model, in
+    ``defaults`` either, uses the connection's ``default_model`` extra, else ``kling-v2-5-turbo``;
+    the manifest records each row's. Every row is validated before the
     first POST: with ``on_invalid_row="fail"`` (the default) one bad row fails the task and lists
     every bad row with its number, and nothing is sent; with ``"skip"`` bad rows are ``invalid`` in
     the manifest.
@@ -92,7 +95,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
 
     The manifest at ``manifest_path`` (JSONL, one object per input row: ``row``, ``key``,
     ``fingerprint``, ``generation_id``, ``status``, ``video_url``, ``error``, ``submitted_at``,
-    ``finished_at``, and with ``destination`` also ``destination``, ``size_bytes``, ``sha256``) is
+    ``finished_at``, ``model``, and with ``destination`` also ``destination``, ``size_bytes``, ``sha256``) is
     rewritten atomically after every wave. The return value is a summary: ``{"total",
     "succeeded", "failed", "skipped", "invalid", "manifest_path"}``. ``failed`` counts rows that
     ended ``failed``, ``cancelled`` or ``timeout``; up to ``max_failed_rows`` of them (a count, or a
@@ -372,7 +375,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
             bad.index: ManifestEntry(bad.index, bad.key, status="invalid", error=bad.problem) for bad in rows.invalid
         }
         for row in rows.valid:
-            entries[row.index] = ManifestEntry(row.index, row.key, fingerprint=row.fingerprint)
+            entries[row.index] = ManifestEntry(row.index, row.key, fingerprint=row.fingerprint, model=row.request.model)
         earlier = self._earlier_manifest(ledger)
         for row in rows.valid:
             entry = earlier.get(row.index) if earlier else None
@@ -403,7 +406,7 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
                 entries[row.index] = ManifestEntry(
                     row.index, row.key, row.fingerprint, before.generation_id, "skipped", before.video_url,
                     None, before.submitted_at, before.finished_at, before.destination, before.size_bytes,
-                    before.sha256,
+                    before.sha256, before.model,
                 )  # fmt: skip
                 skipped += 1
         self.log.info("skip_existing: %d rows already succeeded in %s", skipped, self.manifest_path)
@@ -632,11 +635,27 @@ class InfinityBlueGenerateVideoBatchOperator(BaseOperator):
         requests = self.requests
         if isinstance(requests, str) and not requests.strip():
             requests = None
-        return validate_rows(
+        settings = self.hook.settings
+        rows = validate_rows(
             read_rows(requests, requests_path=self.requests_path or None, conn_id=self.requests_conn_id or None),
             defaults=self.defaults,
-            max_prompt_chars=self.hook.settings.max_prompt_chars,
+            max_prompt_chars=settings.max_prompt_chars,
+            default_model=settings.default_model,
         )
+        self._log_models(rows, settings.default_model)
+        return rows
+
+    def _log_models(self, rows: ValidatedRows, connection_model: str | None) -> None:
+        """Say which models the rows use, and where the model of the rows that name none comes from."""
+        try:
+            fallback, source = resolve_model(
+                ((self.defaults or {}).get("model"), "the batch's defaults"),
+                (connection_model, f"the default_model of connection '{self.infinityblue_conn_id}'"),
+            )
+        except InfinityBlueValidationError:
+            return  # a non-text model in defaults: every row says so as it is refused
+        used = ", ".join(sorted({row.request.model for row in rows.valid})) or "none"
+        self.log.info("Models of the rows: %s; a row that names none uses %s (%s)", used, fallback, source)
 
     def _ledger(self, context: Context) -> BatchLedger:
         return BatchLedger(context.get("task_state_store") if self.durable else None)

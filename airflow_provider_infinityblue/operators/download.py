@@ -22,8 +22,10 @@ from airflow_provider_infinityblue.retry import RetryPolicy
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
+    from airflow_provider_infinityblue.download.destinations import DownloadedVideo
     from airflow_provider_infinityblue.download.safety import AddressPolicy, AllowedHost
     from airflow_provider_infinityblue.download.transfer import DownloadSettings
 
@@ -171,6 +173,7 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
             check_address_allowance(allowed_hosts, allow_private_addresses)
         except ValueError as error:
             raise ValueError(f"{self.task_id}: {error}") from None
+        self.saved_video: DownloadedVideo | None = None  # once saved: for the OpenLineage facets
 
     def download_settings(self) -> DownloadSettings:
         """The limits, timeouts and retry policy of this operator's download."""
@@ -202,9 +205,20 @@ class InfinityBlueDownloadVideoOperator(BaseOperator):
             settings=replace(self.download_settings(), address_policy=policy, network=network),
             logger=self.log,
         )
+        self.saved_video = video
         context["ti"].xcom_push(key=SIZE_BYTES_XCOM_KEY, value=video.size_bytes)
         context["ti"].xcom_push(key=SHA256_XCOM_KEY, value=video.sha256)
         return video.destination
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """The lineage of a saved video: from its URL (without the query) to its destination.
+
+        Called by the OpenLineage provider, when it is installed and configured. A local destination is
+        in the ``file`` namespace; an object storage URL's namespace is its scheme and bucket.
+        """
+        from airflow_provider_infinityblue.operators.openlineage import download_lineage
+
+        return download_lineage(self)
 
 
 def check_address_allowance(allowed_hosts: object, allow_private_addresses: object) -> None:

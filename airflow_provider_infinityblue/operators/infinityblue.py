@@ -22,7 +22,7 @@ from airflow_provider_infinityblue.links.infinityblue import (
     VIDEO_URL_XCOM_KEY,
     InfinityBlueVideoLink,
 )
-from airflow_provider_infinityblue.models import DEFAULT_MODEL, GenerationRequest, GenerationState
+from airflow_provider_infinityblue.models import GenerationRequest, GenerationState, resolve_model
 from airflow_provider_infinityblue.version_compat import ResumableJobMixin, default_deferrable
 from airflow_provider_infinityblue.wait import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -36,11 +36,14 @@ from airflow_provider_infinityblue.wait import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airflow_provider_infinityblue.operators.batch import InfinityBlueGenerateVideoBatchOperator
     from airflow_provider_infinityblue.operators.download import InfinityBlueDownloadVideoOperator
 
+MODEL_XCOM_KEY = "model"
+"""XCom key of the model a generation was submitted with (pushed with the remote task id)."""
 SUBMISSION_KEY = "infinityblue_submission"
 """Task state store key of the submission record: ``submitting`` before the POST, ``submitted`` after it."""
 ON_LOST_GENERATION = ("fail", "resubmit")
@@ -60,6 +63,10 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
     or not at all (``wait_for_completion=False``, which returns the remote task id). Both
     waits go through the provider's wait engine, so they end the same way on the same
     answers. On success the video URL is pushed as ``video_url`` and returned.
+
+    The model is resolved when the task runs, not when the DAG is parsed: ``model`` if it names
+    one, else the connection's ``default_model`` extra, else ``kling-v2-5-turbo``. The task log
+    says which and why, and the model is pushed as XCom ``model`` beside the task id.
 
     Never paying twice: on Airflow 3.3+ the task state store keeps a record of the
     submission (a ``submitting`` marker with the request's fingerprint before the POST, the
@@ -83,7 +90,9 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
 
     :param prompt: what the video shows (templated; a path ending in ``.txt`` or ``.j2`` is
         read as a template file).
-    :param model: the model id, e.g. ``kling-v2-5-turbo``, ``veo_3_1``.
+    :param model: the model id, e.g. ``kling-v2-5-turbo``, ``veo_3_1``. None, or a template
+        that renders to an empty string, means the connection's ``default_model`` extra, else
+        ``kling-v2-5-turbo``.
     :param image: for image-to-video: an http(s) URL, a data URI, or a local file path,
         sent as a base64 data URI.
     :param duration: seconds of video. :param width: pixels. :param height: pixels.
@@ -128,7 +137,7 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
         self,
         *,
         prompt: str,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         image: str | None = None,
         duration: float | str | None = None,
         width: int | str | None = None,
@@ -172,7 +181,10 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
                 f"{self.task_id}: on_lost_generation must be one of {ON_LOST_GENERATION}, got {on_lost_generation!r}"
             )
         self.on_lost_generation = on_lost_generation
-        self.video_url: str | None = None  # set once the video is ready; read by the extra link
+        # What this try ended with, for the extra link and the OpenLineage facets.
+        self.video_url: str | None = None
+        self.generation_id: str | None = None
+        self.resolved_model: str | None = None  # the model actually sent: see resolve_model
         self._wait: GenerationWait | None = None
         self._outcome: GenerationOutcome | None = None
         self._submitted: tuple[str, float] | None = None  # (id, UNIX time) of this try's own submission
@@ -190,18 +202,8 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
     # -- ResumableJobMixin ------------------------------------------------------------------
 
     def submit_job(self, context: Context) -> str:
-        request = GenerationRequest(
-            prompt=self.prompt,
-            model=self.model,
-            image=self.image,
-            duration=self.duration,  # type: ignore[arg-type]  # GenerationRequest converts rendered strings
-            width=self.width,  # type: ignore[arg-type]
-            height=self.height,  # type: ignore[arg-type]
-            fps=self.fps,  # type: ignore[arg-type]
-            seed=self.seed,  # type: ignore[arg-type]
-            metadata=self.metadata,
-            user=self.user,
-        )
+        model = self._resolve_model()
+        request = self._generation_request(model)
         self.hook.check_request(request)  # refused before the submission record below: nothing was sent
         fingerprint = request.fingerprint()
         store = self._store(context)
@@ -229,15 +231,17 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
                     "fingerprint": fingerprint,
                     "generation_id": generation_id,
                     "submitted_at": submitted_at,
+                    "model": model,
                 },
             )
-        self._announce(context, generation_id)
+        self._announce(context, generation_id, model)
         return generation_id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """Where a generation stored by an earlier try stands, as the wait engine reads its answer."""
         generation_id = str(external_id)
-        self._announce(context, generation_id)  # a retry's XComs start empty: the id is this try's too
+        # A retry's XComs start empty: the id is this try's too, and so is the model it was submitted with.
+        self._announce(context, generation_id, self._recorded_model(generation_id, context))
         step = self._wait_for(generation_id, context).look(self.hook)
         if isinstance(step, KeepWaiting):
             return _STILL_WAITING
@@ -300,15 +304,34 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
                 not_found_grace=self.not_found_grace,
             ),
             method_name="execute_complete",
+            # The worker that resumes runs a fresh copy of this operator: it learns the model from here.
+            kwargs={"model": self.resolved_model},
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
         )
 
     # -- resuming from the trigger ----------------------------------------------------------
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, model: str | None = None) -> str:
         """Called on the worker with the trigger's event: returns the video URL or raises why not."""
         outcome = GenerationOutcome.from_event(event)
+        if model is None:  # dag.test() resumes a task with the trigger's event alone, without the deferral's kwargs
+            ti = context["ti"]
+            model = ti.xcom_pull(task_ids=self.task_id, key=MODEL_XCOM_KEY, map_indexes=ti.map_index)
+        self.generation_id, self.resolved_model = outcome.generation_id, model
         return self._succeed(context, outcome.video_url_or_raise())
+
+    # -- OpenLineage ------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """The lineage of a finished generation: the image it started from, the video, and how it was made.
+
+        Called by the OpenLineage provider, when it is installed and configured; nothing here needs it
+        otherwise. A data URI image is no dataset (its bytes are never put in an event); URLs lose their
+        query strings (signed URLs carry tokens there).
+        """
+        from airflow_provider_infinityblue.operators.openlineage import generation_lineage
+
+        return generation_lineage(self)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -353,10 +376,43 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
             )
         return self._wait
 
-    @staticmethod
-    def _announce(context: Context, generation_id: str) -> None:
-        """Push the remote task id: as soon as it is submitted, or when a retry finds it stored."""
+    def _generation_request(self, model: str) -> GenerationRequest:
+        """The request of the rendered fields, validated (raises InfinityBlueValidationError)."""
+        return GenerationRequest(
+            prompt=self.prompt,
+            model=model,
+            image=self.image,
+            duration=self.duration,  # type: ignore[arg-type]  # GenerationRequest converts rendered strings
+            width=self.width,  # type: ignore[arg-type]
+            height=self.height,  # type: ignore[arg-type]
+            fps=self.fps,  # type: ignore[arg-type]
+            seed=self.seed,  # type: ignore[arg-type]
+            metadata=self.metadata,
+            user=self.user,
+        )
+
+    def _resolve_model(self) -> str:
+        """The model to submit with, decided on the worker (a DAG file's parse reads no connection)."""
+        model, source = resolve_model(
+            (self.model, "the operator's model"),
+            (self.hook.settings.default_model, f"the default_model of connection '{self.infinityblue_conn_id}'"),
+        )
+        self.log.info("InfinityBlue model: %s (%s)", model, source)
+        return model
+
+    def _recorded_model(self, generation_id: str, context: Context) -> str:
+        """The model an earlier try submitted ``generation_id`` with, as its submission record says."""
+        store = self._store(context)
+        record = store.get(SUBMISSION_KEY) if store is not None else None
+        if isinstance(record, dict) and record.get("generation_id") == generation_id and record.get("model"):
+            return str(record["model"])
+        return self._resolve_model()  # a record written before records named the model: most likely this one
+
+    def _announce(self, context: Context, generation_id: str, model: str) -> None:
+        """Push the remote task id and its model: as soon as it is submitted, or when a retry finds it stored."""
+        self.generation_id, self.resolved_model = generation_id, model
         context["ti"].xcom_push(key=GENERATION_ID_XCOM_KEY, value=generation_id)
+        context["ti"].xcom_push(key=MODEL_XCOM_KEY, value=model)
 
     def _succeed(self, context: Context, video_url: str) -> str:
         self.log.info("InfinityBlue video ready: %s", video_url)

@@ -10,8 +10,14 @@ class RecordingTaskInstance:
         self.xcom: dict[str, Any] = {}
         self.stats_tags: dict[str, str] = {}
 
+    map_index = -1
+
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
+
+    def xcom_pull(self, task_ids: str, key: str, map_indexes: int | None = None) -> Any:
+        """What this task instance pushed itself (an operator pulls its own XComs back after a deferral)."""
+        return self.xcom.get(key)
 
 
 class MemoryTaskStateStore:

@@ -21,7 +21,7 @@ def test_entries_are_written_in_row_order_one_json_object_per_line(tmp_path: Pat
     assert [line["row"] for line in lines] == [0, 2]
     assert set(lines[0]) == {
         "row", "key", "fingerprint", "generation_id", "status", "video_url", "error", "submitted_at", "finished_at",
-        "destination", "size_bytes", "sha256",
+        "destination", "size_bytes", "sha256", "model",
     }  # fmt: skip
     assert list(tmp_path.rglob("*.part")) == []
 

@@ -66,13 +66,14 @@ class TestSubmission:
         )
         assert before + 1200 <= trigger.end_time <= time.time() + 1200
         assert deferred.value.method_name == "execute_complete"
+        assert deferred.value.kwargs == {"model": "veo_3_1"}  # the resumed worker learns the model it was sent with
         assert deferred.value.timeout >= timedelta(minutes=20)
         assert requests_mock.request_history[0].json() == {
             "prompt": "A lighthouse in a storm",
             "model": "veo_3_1",
             "duration": 5,
         }
-        assert context["ti"].xcom == {"infinityblue_task_id": "t1"}
+        assert context["ti"].xcom == {"infinityblue_task_id": "t1", "model": "veo_3_1"}
         assert context["task_state_store"].values["infinityblue_task_id"] == "t1"
         record = context["task_state_store"].values[SUBMISSION_KEY]
         assert record["state"] == "submitted"
@@ -85,7 +86,11 @@ class TestSubmission:
         requests_mock.get(STATUS_URL, [DONE])
         context = task_context()
         assert operator(deferrable=True).execute(context) == "https://cdn/t1.mp4"
-        assert context["ti"].xcom == {"infinityblue_task_id": "t1", "video_url": "https://cdn/t1.mp4"}
+        assert context["ti"].xcom == {
+            "infinityblue_task_id": "t1",
+            "model": "kling-v2-5-turbo",
+            "video_url": "https://cdn/t1.mp4",
+        }
 
     def test_sync_mode_polls_on_the_worker(self, hook, requests_mock) -> None:
         requests_mock.post(SUBMIT_URL, json={"task_id": "t1", "status": "queued"})
@@ -112,7 +117,7 @@ class TestSubmission:
         context = task_context()
         assert operator(wait_for_completion=False, deferrable=True).execute(context) == "t1"
         assert [r.method for r in requests_mock.request_history] == ["POST"]
-        assert context["ti"].xcom == {"infinityblue_task_id": "t1"}
+        assert context["ti"].xcom == {"infinityblue_task_id": "t1", "model": "kling-v2-5-turbo"}
 
     def test_invalid_parameters_send_nothing(self, hook, requests_mock) -> None:
         requests_mock.post(SUBMIT_URL, json={"task_id": "never"})
@@ -259,7 +264,11 @@ class TestDurableRetries:
         assert operator(deferrable=deferrable).execute(context) == "https://cdn/t1.mp4"
         assert posts(requests_mock) == 0
         assert requests_mock.call_count == 1
-        assert context["ti"].xcom == {"infinityblue_task_id": "t1", "video_url": "https://cdn/t1.mp4"}
+        assert context["ti"].xcom == {
+            "infinityblue_task_id": "t1",
+            "model": "kling-v2-5-turbo",
+            "video_url": "https://cdn/t1.mp4",
+        }
 
     @DURABLE_RETRIES
     @pytest.mark.parametrize(
