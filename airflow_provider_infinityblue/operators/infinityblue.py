@@ -304,19 +304,18 @@ class InfinityBlueGenerateVideoOperator(ResumableJobMixin, BaseOperator):
                 not_found_grace=self.not_found_grace,
             ),
             method_name="execute_complete",
-            # The worker that resumes runs a fresh copy of this operator: it learns the model from here.
-            kwargs={"model": self.resolved_model},
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
         )
 
     # -- resuming from the trigger ----------------------------------------------------------
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, model: str | None = None) -> str:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Called on the worker with the trigger's event: returns the video URL or raises why not."""
         outcome = GenerationOutcome.from_event(event)
-        if model is None:  # dag.test() resumes a task with the trigger's event alone, without the deferral's kwargs
-            ti = context["ti"]
-            model = ti.xcom_pull(task_ids=self.task_id, key=MODEL_XCOM_KEY, map_indexes=ti.map_index)
+        # The worker that resumes runs a fresh copy of this operator: the model it was submitted with is
+        # in XCom (deferral kwargs would do too, but dag.test() resumes with the event alone).
+        ti = context["ti"]
+        model = ti.xcom_pull(task_ids=self.task_id, key=MODEL_XCOM_KEY, map_indexes=ti.map_index)
         self.generation_id, self.resolved_model = outcome.generation_id, model
         return self._succeed(context, outcome.video_url_or_raise())
 

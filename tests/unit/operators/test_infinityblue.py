@@ -66,7 +66,7 @@ class TestSubmission:
         )
         assert before + 1200 <= trigger.end_time <= time.time() + 1200
         assert deferred.value.method_name == "execute_complete"
-        assert deferred.value.kwargs == {"model": "veo_3_1"}  # the resumed worker learns the model it was sent with
+        assert context["ti"].xcom["model"] == "veo_3_1"  # the resumed worker reads the model it was sent with here
         assert deferred.value.timeout >= timedelta(minutes=20)
         assert requests_mock.request_history[0].json() == {
             "prompt": "A lighthouse in a storm",
