@@ -55,7 +55,7 @@ REVIEW_WINDOW = timedelta(days=1)
 log = logging.getLogger(__name__)
 
 
-def review_window() -> dict[str, timedelta]:
+def review_window() -> dict[str, Any]:
     """The operator argument that bounds the wait for an answer.
 
     The standard provider calls it ``response_timeout`` since Airflow 3.2; before that, the human-in-the-loop
