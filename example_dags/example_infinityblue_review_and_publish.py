@@ -58,8 +58,8 @@ log = logging.getLogger(__name__)
 def review_window() -> dict[str, Any]:
     """The operator argument that bounds the wait for an answer.
 
-    The standard provider calls it ``response_timeout`` since Airflow 3.2; before that, the human-in-the-loop
-    operators read ``execution_timeout`` for the same purpose.
+    The standard provider of Airflow 3.2 and later calls it ``response_timeout``; older ones read the
+    operator's ``execution_timeout`` for the same purpose.
     """
     if HUMAN_REVIEW_AVAILABLE and "response_timeout" in inspect.signature(HITLOperator.__init__).parameters:
         return {"response_timeout": REVIEW_WINDOW}
@@ -186,6 +186,7 @@ if HUMAN_REVIEW_AVAILABLE:
             if decision["responded_by_user"] is None:
                 log.info("Nobody reviewed the video within %s: discarded, nothing published.", REVIEW_WINDOW)
             else:
-                log.info("Discarded by the reviewer, nothing published. Note: %r", decision["params_input"])
+                note = decision["params_input"].get("note", "")
+                log.info("Discarded by the reviewer, nothing published. Note: %r", note)
 
         decided >> discard(review.output)
