@@ -2,7 +2,7 @@
 
 It does what a user or a CI job does with a deployment, through the same door: log in at
 ``/auth/token``, unpause a DAG, trigger it with a ``conf``, watch the run and its task
-instances, read XComs, and manage pools and jobs.
+instances, read XComs and Asset events, answer human-in-the-loop steps, and manage pools and jobs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import requests
 from deploy.processes import DeploymentError
 
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
+# A human-in-the-loop task waiting for its answer: parked on Airflow 3.3+, deferred to a trigger before.
+HITL_WAITING_STATES = frozenset({"awaiting_input", "deferred"})
 
 
 class AirflowApiError(DeploymentError):
@@ -143,6 +145,62 @@ class AirflowApi:
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         path = f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}/xcomEntries/{quote(key)}"
         return self.request("GET", path, params={"map_index": map_index, "deserialize": True})["value"]
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of the DAG, oldest first."""
+        answer = self.request("GET", f"/dags/{quote(dag_id)}/dagRuns", params={"limit": 1000, "order_by": "id"})
+        return list(answer["dag_runs"])
+
+    def asset_events(self, asset_name: str, *, source_run_id: str | None = None) -> list[dict[str, Any]]:
+        """Events on the Asset called ``asset_name``, oldest first; only those a run made, with ``source_run_id``."""
+        params: dict[str, Any] = {"name_pattern": asset_name, "limit": 1000, "order_by": "timestamp"}
+        if source_run_id is not None:
+            params["source_run_id"] = source_run_id
+        events = self.request("GET", "/assets/events", params=params)["asset_events"]
+        return [event for event in events if event["name"] == asset_name]  # the pattern also matches longer names
+
+    # -- human in the loop (Airflow 3.1+) -----------------------------------------------------
+
+    def pending_hitl_details(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's human-in-the-loop requests that no one has answered yet, each with its task instance."""
+        path = f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/hitlDetails"
+        return list(self.request("GET", path, params={"response_received": False})["hitl_details"])
+
+    def wait_for_hitl_detail(
+        self, dag_id: str, run_id: str, task_id: str, *, timeout: float, interval: float = 1.0
+    ) -> dict[str, Any]:
+        """Poll until task ``task_id`` of the run waits for an answer; answers its request.
+
+        Waiting means the request is written and the task parked: ``awaiting_input`` on Airflow 3.3+,
+        ``deferred`` before. Raises with the task states if it does not wait within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for detail in self.pending_hitl_details(dag_id, run_id):
+                task_instance = detail["task_instance"]
+                if task_instance["task_id"] == task_id and task_instance["state"] in HITL_WAITING_STATES:
+                    return detail
+            if time.monotonic() > deadline:
+                states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in self.task_instances(dag_id, run_id)}
+                raise DeploymentError(
+                    f"{task_id} of {dag_id} {run_id} asked for no answer within {timeout:g} s; tasks: {states}"
+                )
+            time.sleep(interval)
+
+    def respond_to_hitl(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        chosen_options: list[str],
+        params_input: dict[str, Any] | None = None,
+        map_index: int = -1,
+    ) -> dict[str, Any]:
+        """Answer a waiting human-in-the-loop step as this API user, as the UI's form does; answers the
+        recorded response. The task resumes with it; a second answer is refused (409)."""
+        path = f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}/{map_index}/hitlDetails"
+        body = {"chosen_options": chosen_options, "params_input": params_input or {}}
+        return dict(self.request("PATCH", path, json=body))
 
     # -- pools and jobs -----------------------------------------------------------------------
 

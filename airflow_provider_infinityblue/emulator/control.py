@@ -21,6 +21,7 @@ CONTROL_PREFIX = "/_emulator"
 
 def add_control_routes(app: web.Application) -> None:
     app.router.add_get(f"{CONTROL_PREFIX}/stats", get_stats)
+    app.router.add_get(f"{CONTROL_PREFIX}/generations", get_generations)
     app.router.add_post(f"{CONTROL_PREFIX}/reset", reset)
     app.router.add_get(f"{CONTROL_PREFIX}/config", get_config)
     app.router.add_post(f"{CONTROL_PREFIX}/config", configure)
@@ -28,6 +29,10 @@ def add_control_routes(app: web.Application) -> None:
 
 async def get_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[EMULATOR_STATE].stats())
+
+
+async def get_generations(request: web.Request) -> web.Response:
+    return web.json_response(request.app[EMULATOR_STATE].submitted_generations())
 
 
 async def reset(request: web.Request) -> web.Response:

@@ -91,6 +91,7 @@ class EmulatedGeneration:
     created_at: int  # Unix seconds, as the API reports it
     duration: float
     failure: Failure | None = None
+    prompt: str = ""
 
     def progress(self, now: float) -> Progress:
         return progress_after(now - self.submitted_at, self.duration, fails=self.failure is not None)

@@ -87,6 +87,12 @@ class EmulatorHandle:
         stats: dict[str, Any] = self._control("GET", "/_emulator/stats")
         return stats
 
+    def generations(self) -> list[dict[str, Any]]:
+        """Each generation submitted since the start or the last reset, oldest first:
+        ``{"id", "model", "prompt", "status"}``. What a test asserts a DAG asked for."""
+        generations: list[dict[str, Any]] = self._control("GET", "/_emulator/generations")
+        return generations
+
     def reset(self) -> None:
         """Forget all generations and counts; knobs stay as they are."""
         self._control("POST", "/_emulator/reset")

@@ -97,6 +97,14 @@ class EmulatorState:
             **self.connections.as_dict(),
         }
 
+    def submitted_generations(self) -> list[dict[str, object]]:
+        """Every generation since the last reset, in the order submitted: what each was asked to make."""
+        now = self.clock()
+        return [
+            {"id": g.id, "model": g.model, "prompt": g.prompt, "status": g.progress(now).status}
+            for g in self.generations.values()
+        ]
+
     # -- per request ------------------------------------------------------------------------
 
     def next_request_id(self) -> str:
@@ -149,6 +157,7 @@ class EmulatorState:
             created_at=int(self._wall_clock()),
             duration=duration,
             failure=failure,
+            prompt=request.prompt,
         )
         self.generations[generation_id] = generation
         return generation

@@ -1,4 +1,4 @@
-"""/_emulator/stats, /_emulator/reset and /_emulator/config."""
+"""/_emulator/stats, /_emulator/generations, /_emulator/reset and /_emulator/config."""
 
 from __future__ import annotations
 
@@ -45,6 +45,19 @@ def test_control_routes_are_not_counted(emulator) -> None:
         emulator.stats()
         emulator.configure()
     assert emulator.stats()["requests"] == {}
+
+
+def test_generations_list_what_each_submission_asked_for_until_a_reset(emulator, api: ApiClient) -> None:
+    emulator.configure(generation_seconds=60)
+    first = api.submit_id(prompt="A red kite over the dunes")
+    second = api.submit_id(model="veo_3_1", prompt="The same kite, closer")
+    assert emulator.generations() == [
+        {"id": first, "model": "kling-v2-5-turbo", "prompt": "A red kite over the dunes", "status": "queued"},
+        {"id": second, "model": "veo_3_1", "prompt": "The same kite, closer", "status": "queued"},
+    ]
+    assert emulator.stats()["requests"]["POST /v1/video/generations"] == {"200": 2}  # the listing is not counted
+    emulator.reset()
+    assert emulator.generations() == []
 
 
 def test_reset_forgets_tasks_and_counts_but_keeps_knobs(emulator, api: ApiClient) -> None:

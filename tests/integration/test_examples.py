@@ -1,4 +1,9 @@
-"""The example DAGs: each imports cleanly and fast, and each runs end to end against the emulator."""
+"""The example DAGs: each imports cleanly and fast, and each runs end to end against the emulator.
+
+The review-before-publishing example waits for a person, which ``dag.test()`` cannot be (it would wait for
+an answer from an API server it does not have): here its import and its shape are checked, and the
+deployment tier (tests/deployment/test_review_and_publish.py) runs it and answers it through the REST API.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,12 @@ import hashlib
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from airflow_provider_infinityblue.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.conftest import FAKE_API_KEY
 
 EXAMPLES = Path(__file__).parents[2] / "example_dags"
@@ -18,6 +25,7 @@ EXAMPLE_FILES = sorted(EXAMPLES.glob("example_*.py"))
 SAMPLE_MP4 = Path(__file__).parents[2] / "airflow_provider_infinityblue" / "emulator" / "sample.mp4"
 # What importing one example may cost once Airflow itself is loaded: the provider's share of a DAG parse.
 PARSE_BUDGET_SECONDS = 0.5
+REVIEW = "example_infinityblue_review_and_publish"
 
 
 def sha256_of(path: Path) -> str:
@@ -32,6 +40,8 @@ def test_every_example_dag_imports_without_errors(airflow_db) -> None:
 
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
+    # Airflow 3.0 has no human-in-the-loop operators: there the review example's file defines no DAG.
+    needing_human_review = {REVIEW} if AIRFLOW_V_3_1_PLUS else set()
     assert set(bag.dag_ids) == {
         "example_infinityblue_text_to_video",
         "example_infinityblue_image_to_video",
@@ -39,6 +49,7 @@ def test_every_example_dag_imports_without_errors(airflow_db) -> None:
         "example_infinityblue_prompt_backfill_batch",
         "example_infinityblue_chain_generate",
         "example_infinityblue_chain_publish",
+        *needing_human_review,
     }
     assert all("infinityblue" in dag.tags for dag in bag.dags.values())
 
@@ -50,6 +61,11 @@ def test_examples_parse_within_budget_without_heavy_imports() -> None:
         # so that only the provider's share is timed.
         "import json, runpy, sys, time, pendulum\n"
         "from airflow.sdk import DAG, Asset, Param, task\n"
+        "from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n"
+        "try:\n"
+        "    from airflow.providers.standard.operators.hitl import HITLOperator\n"
+        "except Exception:\n"  # Airflow 3.0: the module refuses to load
+        "    pass\n"
         "with DAG('warm_up', schedule='@daily', start_date=pendulum.datetime(2026, 1, 1), params={'n': Param(1)}):\n"
         "    task(outlets=[Asset('warm_up')])(lambda: None).override(task_id='t')()\n"
         # Airflow 3.0 loads aiohttp itself: only what the examples add counts.
@@ -64,7 +80,7 @@ def test_examples_parse_within_budget_without_heavy_imports() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     measured = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(measured["times"]) == len(EXAMPLE_FILES) == 5
+    assert len(measured["times"]) == len(EXAMPLE_FILES) == 6
     assert {path: t for path, t in measured["times"].items() if t >= PARSE_BUDGET_SECONDS} == {}
     assert measured["heavy"] == []
 
@@ -179,3 +195,38 @@ def test_chain_passes_the_video_through_an_asset_event(run_dag, emulator, tmp_pa
     assert published.xcom[("video_to_publish", "return_value")] == url
     copy = Path(published.xcom[("keep_a_copy", "return_value")])
     assert copy.read_bytes() == SAMPLE_MP4.read_bytes()
+
+
+@pytest.mark.airflow(">=3.1", feature="human-in-the-loop operators")
+def test_review_and_publish_routes_each_decision_and_keeps_the_note(dags) -> None:
+    from airflow.providers.standard.operators.hitl import HITLOperator
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    dag = dags[REVIEW]
+    review = dag.get_task("review")
+    assert isinstance(review, HITLOperator)
+    assert review.options == ["Publish", "Regenerate", "Discard"]
+    # Unanswered, the video is discarded after a day (the argument's name depends on the standard provider).
+    assert review.defaults == ["Discard"]
+    assert timedelta(days=1) in (getattr(review, "response_timeout", None), review.execution_timeout)
+    assert review.params["note"] == ""
+    assert "{{ params.prompt }}" in review.body
+    assert "{{ ti.xcom_pull(task_ids='generate') }}" in review.body
+
+    # Each option leads to the first task of its path; the others are skipped.
+    follow_decision = dag.get_task("follow_decision")
+    assert follow_decision.downstream_task_ids == {"publish", "revise_prompt", "discard"}
+    chosen = {option: follow_decision.python_callable({"chosen_options": [option]}) for option in review.options}
+    assert chosen == {"Publish": "publish", "Regenerate": "revise_prompt", "Discard": "discard"}
+    # The note travels in the review step's XCom, which every task after the decision reads.
+    for reads_the_decision in ("follow_decision", "announce", "revise_prompt", "discard"):
+        assert "review" in dag.get_task(reads_the_decision).upstream_task_ids
+    assert [outlet.name for outlet in dag.get_task("announce").outlets] == ["infinityblue_reviewed_video"]
+    next_conf = dag.get_task("revise_prompt").python_callable(
+        {"params_input": {"note": " warmer light "}}, params={"prompt": "A harbour at dawn.", "output_dir": "/v"}
+    )
+    assert next_conf == {"prompt": "A harbour at dawn. warmer light", "output_dir": "/v"}
+    regenerate = dag.get_task("regenerate")
+    assert isinstance(regenerate, TriggerDagRunOperator)
+    assert regenerate.trigger_dag_id == REVIEW
+    assert regenerate.upstream_task_ids == {"revise_prompt"}
