@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airflow_provider_infinityblue.emulator.videos import SAMPLE_SHAPE, VideoShape
+
 QUEUED = "queued"
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
@@ -91,6 +93,8 @@ class EmulatedGeneration:
     created_at: int  # Unix seconds, as the API reports it
     duration: float
     failure: Failure | None = None
+    # The video its request asked for, within the caps (emulator/videos.py).
+    video: VideoShape = SAMPLE_SHAPE
 
     def progress(self, now: float) -> Progress:
         return progress_after(now - self.submitted_at, self.duration, fails=self.failure is not None)
