@@ -40,15 +40,8 @@ pytest_plugins = ("airflow_provider_infinityblue.emulator.pytest_fixtures",)
 
 _FIXTURES = frozenset({"infinityblue_connection", "infinityblue_emulator", "infinityblue_tls_emulator"})
 
-__all__ = [
-    "DEFAULT_FAKE_API_KEY",
-    "EmulatorHandle",
-    "emulator_process",
-    "infinityblue_connection",
-    "infinityblue_emulator",
-    "infinityblue_tls_emulator",
-    "running_emulator",
-]
+# The fixtures are not listed: pytest finds them by name, and a star import must not need pytest.
+__all__ = ["DEFAULT_FAKE_API_KEY", "EmulatorHandle", "emulator_process", "running_emulator"]
 
 
 def __getattr__(name: str) -> Any:

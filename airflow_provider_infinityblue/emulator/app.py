@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -47,11 +48,13 @@ class CannotListenError(OSError):
         self.port = port
         if failure.errno == errno.EADDRINUSE:
             self.message = (
-                f"port {port} on {host} is already in use (address already in use): stop whatever listens there, "
+                f"port {port} on {host} is already in use: stop whatever listens there, "
                 "or choose another port with --port (--port 0 picks a free one)"
             )
         else:
-            self.message = f"cannot listen on {host}:{port} ({failure.strerror or failure}): check --host and --port"
+            # asyncio's own message repeats the address in a tuple; the system's reason is enough.
+            reason = os.strerror(failure.errno) if failure.errno else str(failure)
+            self.message = f"cannot listen on {host}:{port} ({reason}): check --host and --port"
 
     def __str__(self) -> str:
         return self.message

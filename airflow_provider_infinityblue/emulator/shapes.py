@@ -41,7 +41,11 @@ def submission_body(generation: EmulatedGeneration, shape: str) -> dict[str, Any
 
 
 def status_body(
-    generation: EmulatedGeneration, progress: Progress, shape: str, video_url: str, video_metadata: dict[str, Any] | None
+    generation: EmulatedGeneration,
+    progress: Progress,
+    shape: str,
+    video_url: str,
+    video_metadata: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The answer to ``GET /v1/video/generations/{task_id}``; ``video_url`` and ``video_metadata`` once completed.
 

@@ -80,15 +80,18 @@ class VideoShape:
     @classmethod
     def requested(cls, body: Mapping[str, Any]) -> VideoShape:
         """The shape served for a validated generation request: its own, with defaults and caps applied."""
-        width, height = body.get("width"), body.get("height")
-        if width is None and height is None:
+        asked_width: int | None = body.get("width")
+        asked_height: int | None = body.get("height")
+        if asked_width is not None and asked_height is not None:
+            width, height = asked_width, asked_height
+        elif asked_width is not None:
+            width, height = asked_width, round(asked_width * SAMPLE_VIDEO_HEIGHT / SAMPLE_VIDEO_WIDTH)
+        elif asked_height is not None:
+            width, height = round(asked_height * SAMPLE_VIDEO_WIDTH / SAMPLE_VIDEO_HEIGHT), asked_height
+        else:
             width, height = SAMPLE_VIDEO_WIDTH, SAMPLE_VIDEO_HEIGHT
-        elif height is None:
-            height = round(width * SAMPLE_VIDEO_HEIGHT / SAMPLE_VIDEO_WIDTH)
-        elif width is None:
-            width = round(height * SAMPLE_VIDEO_WIDTH / SAMPLE_VIDEO_HEIGHT)
-        duration = body.get("duration")
-        fps = body.get("fps")
+        duration: float | None = body.get("duration")
+        fps: int | None = body.get("fps")
         return cls.capped(
             SAMPLE_VIDEO_SECONDS if duration is None else duration,
             width,
@@ -220,9 +223,7 @@ class VideoLibrary:
         except (OSError, subprocess.SubprocessError) as failure:
             self._failed.add(shape)
             partial.unlink(missing_ok=True)
-            logger.warning(
-                "Serving the sample video for %s: rendering it failed (%s)", shape, _why(failure)
-            )
+            logger.warning("Serving the sample video for %s: rendering it failed (%s)", shape, _why(failure))
             return SAMPLE_VIDEO_PATH
         os.replace(partial, destination)
         logger.info("Rendered the %s video in %.2f s", shape, time.perf_counter() - started)

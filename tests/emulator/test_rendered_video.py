@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +19,9 @@ from airflow_provider_infinityblue.emulator.videos import VideoShape
 from airflow_provider_infinityblue.testing import emulator_process
 from tests.emulator.conftest import ApiClient
 from tests.emulator.video_probe import decoding_errors, probe_video, top_level_boxes
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SAMPLE = SAMPLE_VIDEO_PATH.read_bytes()
 SAMPLE_METADATA = {"duration": 3, "width": 320, "height": 180, "fps": 24}
@@ -64,7 +67,8 @@ def test_a_request_over_the_caps_gets_the_capped_video_without_blocking_the_emul
         api = ApiClient(emulator.url)
         body = finished(api, duration=60, width=3840, height=2160, fps=60)
         status_url = f"{emulator.url}/v1/video/generations/{body['task_id']}"
-        downloader = threading.Thread(target=download, args=(ApiClient(emulator.url), body["url"], tmp_path / "big.mp4"))
+        big = tmp_path / "big.mp4"
+        downloader = threading.Thread(target=download, args=(ApiClient(emulator.url), body["url"], big))
         downloader.start()
         deadline = time.monotonic() + 30
         while emulator.stats()["video_renders"] == 0 and time.monotonic() < deadline:
@@ -77,7 +81,7 @@ def test_a_request_over_the_caps_gets_the_capped_video_without_blocking_the_emul
     assert status.status_code == 200
     assert rendering_still, "the status answer came after the render: the event loop was blocked"
     assert body["metadata"] == {"duration": 10, "width": 1280, "height": 720, "fps": 30}
-    probed = probe_video(tmp_path / "big.mp4")
+    probed = probe_video(big)
     assert (probed.width, probed.height, probed.fps, probed.frames) == (1280, 720, 30, 300)
     assert probed.seconds == pytest.approx(10.0, abs=0.05)
 
