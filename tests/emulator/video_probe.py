@@ -1,4 +1,4 @@
-"""What a video file holds, read by the ffmpeg binary that imageio-ffmpeg ships (``ffmpeg -i`` and a packet count)."""
+"""What a video file holds, read by the ffmpeg binary that imageio-ffmpeg ships (``ffmpeg -i`` and a decode)."""
 
 from __future__ import annotations
 
@@ -29,19 +29,22 @@ class ProbedVideo:
 
 
 def probe_video(path: Path) -> ProbedVideo:
-    """Duration, frame size, frame rate, codec and pixel format as ffmpeg reads them, and the frames counted."""
+    """Duration, frame size, frame rate, codec and pixel format as ffmpeg reads them, and the frames decoded.
+
+    Frames are counted by decoding, with ``-progress``: ffmpeg 7 reports no frame count for a stream copy.
+    """
     listed = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
-         "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
-        capture_output=True, text=True, timeout=60,
+         "-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-nostats", "-"],
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert listed.returncode == 0, listed.stderr
     duration = _DURATION.search(listed.stderr)
     stream = _VIDEO_STREAM.search(listed.stderr)
-    frames = re.findall(r"frame=\s*(\d+)", listed.stderr)
+    frames = re.findall(r"^frame=(\d+)$", listed.stdout, re.MULTILINE)
     assert duration is not None, listed.stderr
     assert stream is not None, listed.stderr
-    assert frames, listed.stderr
+    assert frames, listed.stdout
     hours, minutes, seconds = duration.groups()
     codec, pixel_format, width, height, fps = stream.groups()
     return ProbedVideo(
