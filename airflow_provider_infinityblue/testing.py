@@ -15,15 +15,18 @@ settings: trust its ``.ca_bundle`` (the throwaway CA that signed its certificate
         monkeypatch.setenv("AIRFLOW_CONN_INFINITYBLUE_DEFAULT", infinityblue_tls_emulator.airflow_connection())
         ...
 
+The helpers (:func:`running_emulator`, :func:`emulator_process`, :class:`EmulatorHandle`) need no
+pytest: a deployment script can import them from here where pytest is not installed. The fixtures
+are defined in :mod:`airflow_provider_infinityblue.emulator.pytest_fixtures`, which pytest loads
+through ``pytest_plugins`` below; importing a fixture by name from here imports pytest.
+
 pytest imports this module in every run, so it imports neither aiohttp nor Airflow:
 the emulator's server is only imported when a fixture starts one.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import pytest
+from typing import Any
 
 from airflow_provider_infinityblue.emulator.runners import (
     DEFAULT_FAKE_API_KEY,
@@ -32,49 +35,19 @@ from airflow_provider_infinityblue.emulator.runners import (
     running_emulator,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+# pytest registers the fixtures of the modules named here when it loads this plugin.
+pytest_plugins = ("airflow_provider_infinityblue.emulator.pytest_fixtures",)
 
-__all__ = [
-    "DEFAULT_FAKE_API_KEY",
-    "EmulatorHandle",
-    "emulator_process",
-    "infinityblue_connection",
-    "infinityblue_emulator",
-    "infinityblue_tls_emulator",
-    "running_emulator",
-]
+_FIXTURES = frozenset({"infinityblue_connection", "infinityblue_emulator", "infinityblue_tls_emulator"})
 
-FIXTURE_GENERATION_SECONDS = 0.5
+# The fixtures are not listed: pytest finds them by name, and a star import must not need pytest.
+__all__ = ["DEFAULT_FAKE_API_KEY", "EmulatorHandle", "emulator_process", "running_emulator"]
 
 
-@pytest.fixture
-def infinityblue_emulator() -> Iterator[EmulatorHandle]:
-    """An emulator in a thread on 127.0.0.1 whose generations take 0.5 s; stopped after the test."""
-    with running_emulator(generation_seconds=FIXTURE_GENERATION_SECONDS) as emulator:
-        yield emulator
+def __getattr__(name: str) -> Any:
+    # The fixtures are imported only when asked for by name, since they need pytest.
+    if name in _FIXTURES:
+        from airflow_provider_infinityblue.emulator import pytest_fixtures
 
-
-@pytest.fixture
-def infinityblue_tls_emulator() -> Iterator[EmulatorHandle]:
-    """:func:`infinityblue_emulator` serving HTTPS on ``https://127.0.0.1:PORT``.
-
-    Its certificate is signed by a CA made for it, at ``.ca_bundle``; its
-    ``airflow_connection()`` names that CA as the ``ca_bundle`` extra. The certificate
-    files are deleted after the test.
-
-    Example::
-
-        def test_verifies_the_certificate(infinityblue_tls_emulator):
-            url = f"{infinityblue_tls_emulator.url}/_emulator/config"
-            assert requests.get(url, verify=infinityblue_tls_emulator.ca_bundle).ok
-    """
-    with running_emulator(generation_seconds=FIXTURE_GENERATION_SECONDS, tls=True) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def infinityblue_connection(infinityblue_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
-    """:func:`infinityblue_emulator`, with ``AIRFLOW_CONN_INFINITYBLUE_DEFAULT`` pointing at it for the test."""
-    monkeypatch.setenv("AIRFLOW_CONN_INFINITYBLUE_DEFAULT", infinityblue_emulator.airflow_connection())
-    return infinityblue_emulator
+        return getattr(pytest_fixtures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

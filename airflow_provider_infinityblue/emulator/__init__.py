@@ -9,7 +9,8 @@ or from Python::
         print(emulator.url, emulator.airflow_connection())
 
 It answers ``POST /v1/video/generations`` and ``GET /v1/video/generations/{task_id}`` as
-the API documents them, serves a real MP4 at each finished generation's ``url``, and
+the API documents them, serves a real MP4 at each finished generation's ``url`` (rendered at
+the length, size and frame rate the request asked for, within caps: :mod:`.videos`), and
 has knobs for failures, rate limits, flaky proxies and the gateway's wrapped answer
 shape (see :class:`EmulatorSettings`). With ``--tls`` (``tls=True``) it serves HTTPS
 with a certificate from a throwaway CA (:mod:`airflow_provider_infinityblue.emulator.tls`).

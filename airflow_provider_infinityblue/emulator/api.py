@@ -19,7 +19,6 @@ from airflow_provider_infinityblue.emulator import errors, shapes
 from airflow_provider_infinityblue.emulator.keys import EMULATOR_STATE
 from airflow_provider_infinityblue.emulator.lifecycle import COMPLETED
 from airflow_provider_infinityblue.emulator.ratelimit import retry_after_header
-from airflow_provider_infinityblue.emulator.sample_video import SAMPLE_VIDEO_PATH
 from airflow_provider_infinityblue.emulator.validation import InvalidGenerationRequest, validate_generation_request
 
 if TYPE_CHECKING:
@@ -88,7 +87,9 @@ async def get_generation(request: web.Request) -> web.StreamResponse:
         return errors.api_error(404, f"No video generation found with id '{task_id}'.", code="not_found")
     progress = generation.progress(state.clock())
     video_url = f"{request.scheme}://{request.host}/videos/{quote(generation.id, safe='')}.mp4"
-    return web.json_response(shapes.status_body(generation, progress, shape, video_url))
+    # Worked out for finished generations only: status polls of the rest are the emulator's busiest route.
+    metadata = state.served_video_shape(generation).metadata() if progress.status == COMPLETED else None
+    return web.json_response(shapes.status_body(generation, progress, shape, video_url, metadata))
 
 
 async def get_video(request: web.Request) -> web.StreamResponse:
@@ -100,7 +101,7 @@ async def get_video(request: web.Request) -> web.StreamResponse:
         return errors.api_error(
             404, f"No finished video for generation '{task_id}': it is unknown or not completed.", code="not_found"
         )
-    return web.FileResponse(SAMPLE_VIDEO_PATH, headers={"Content-Type": "video/mp4"})
+    return web.FileResponse(await state.video_file(generation), headers={"Content-Type": "video/mp4"})
 
 
 def _refuse_api_request(request: web.Request, state: EmulatorState) -> web.Response | None:

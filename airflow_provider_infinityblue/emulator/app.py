@@ -9,7 +9,9 @@ Connections and TLS handshakes are counted by the listening site (listener.py), 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +36,30 @@ _NO_AIOHTTP_BODY_LIMIT = 2**62
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class CannotListenError(OSError):
+    """The emulator could not bind its address: the port is taken, or the host is not this machine's.
+
+    ``str()`` is one line for a person, naming the address and what to do.
+    """
+
+    def __init__(self, host: str, port: int, failure: OSError) -> None:
+        super().__init__(failure.errno, failure.strerror)
+        self.host = host
+        self.port = port
+        if failure.errno == errno.EADDRINUSE:
+            self.message = (
+                f"port {port} on {host} is already in use: stop whatever listens there, "
+                "or choose another port with --port (--port 0 picks a free one)"
+            )
+        else:
+            # asyncio's own message repeats the address in a tuple; the system's reason is enough.
+            reason = os.strerror(failure.errno) if failure.errno else str(failure)
+            self.message = f"cannot listen on {host}:{port} ({reason}): check --host and --port"
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     """The emulator app; serve it with any aiohttp runner.
 
@@ -50,7 +76,15 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     add_api_routes(app)
     add_control_routes(app)
     app.on_response_prepare.append(_account_for_response)
+    app.on_startup.append(_look_for_ffmpeg)
     return app
+
+
+async def _look_for_ffmpeg(app: web.Application) -> None:
+    # In the background, so that a status answer already knows whether downloads will be rendered or the sample.
+    state = app[EMULATOR_STATE]
+    if state.settings.video == "rendered":
+        state.videos.look_for_ffmpeg()
 
 
 @web.middleware
@@ -107,7 +141,10 @@ async def serve(
         site = CountingTCPSite(
             runner, settings.host, settings.port, counts=app[EMULATOR_STATE].connections, ssl_context=ssl_context
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as failure:
+            raise CannotListenError(settings.host, settings.port, failure) from failure
         host, port = runner.addresses[0][:2]
         scheme = "https" if settings.tls else "http"
         url = f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"

@@ -9,9 +9,10 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING
 
-from airflow_provider_infinityblue.emulator.settings import SHAPES, EmulatorSettings, InvalidSettingError
+from airflow_provider_infinityblue.emulator.settings import SHAPES, VIDEO_SOURCES, EmulatorSettings, InvalidSettingError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of status requests answered 503 with an HTML page, like a failing proxy (0..1)",
     )
     parser.add_argument("--shape", choices=SHAPES, default=_DEFAULTS.shape, help="answer shape")
+    parser.add_argument(
+        "--video",
+        choices=VIDEO_SOURCES,
+        default=_DEFAULTS.video,
+        help="rendered: each video has the length, size and frame rate asked for (capped at 10 s, 1280x720, "
+        "30 fps; needs ffmpeg, else the sample); sample: always the 3 s 320x180 sample file",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed all randomness, for reproducible runs")
     parser.add_argument(
         "--max-body-mb", type=float, default=_DEFAULTS.max_body_mb, help="largest request body accepted (413 above)"
@@ -142,6 +150,7 @@ def command_line_arguments(settings: EmulatorSettings) -> list[str]:
         f"--fail-marker={settings.fail_marker}",
         "--error-rate", repr(settings.error_rate),
         "--shape", settings.shape,
+        "--video", settings.video,
         "--max-body-mb", repr(settings.max_body_mb),
         "--reject-submissions", str(settings.reject_submissions),
         "--unavailable-polls", str(settings.unavailable_polls),
@@ -167,8 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings, log_level = parse_settings(argv)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from airflow_provider_infinityblue.emulator.app import serve
+    from airflow_provider_infinityblue.emulator.app import CannotListenError, serve
 
-    # The CA's path also goes to stdout, whatever the log level, since clients cannot connect without it.
-    asyncio.run(serve(settings, announce=lambda line: print(line, flush=True)))
+    try:
+        # The CA's path also goes to stdout, whatever the log level, since clients cannot connect without it.
+        asyncio.run(serve(settings, announce=lambda line: print(line, flush=True)))
+    except CannotListenError as cannot_listen:
+        print(f"infinityblue-emulator: {cannot_listen}", file=sys.stderr)
+        return 1
     return 0

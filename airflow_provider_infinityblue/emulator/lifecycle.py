@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airflow_provider_infinityblue.emulator.videos import SAMPLE_SHAPE, VideoShape
+
 QUEUED = "queued"
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
@@ -92,6 +94,8 @@ class EmulatedGeneration:
     duration: float
     failure: Failure | None = None
     prompt: str = ""
+    # The video its request asked for, within the caps (emulator/videos.py).
+    video: VideoShape = SAMPLE_SHAPE
 
     def progress(self, now: float) -> Progress:
         return progress_after(now - self.submitted_at, self.duration, fails=self.failure is not None)

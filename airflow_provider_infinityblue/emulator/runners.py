@@ -220,7 +220,7 @@ def emulator_process(**settings: Any) -> Iterator[EmulatorHandle]:
             finally:
                 _stop_process(process)
             log = log_path.read_text(errors="replace")
-            if "address already in use" not in log.lower() or requested_port is not None or attempt == 3:
+            if "already in use" not in log.lower() or requested_port is not None or attempt == 3:
                 raise RuntimeError(
                     f"The emulator process did not start (exit code {process.returncode}). Its log:\n{log[-4000:]}"
                 )

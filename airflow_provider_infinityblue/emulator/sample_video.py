@@ -1,4 +1,7 @@
-"""The one video every finished emulated generation points to: ``sample.mp4`` beside this module.
+"""The fixed sample video, ``sample.mp4`` beside this module.
+
+A finished generation points to it when its request asked for no other shape, with ``--video sample``,
+or when the emulator cannot render (no ffmpeg); otherwise it gets a video rendered for it (videos.py).
 
 It is a real, playable 3-second H.264 MP4 (320x180, 24 fps, no audio) with its ``moov``
 box first (``-movflags +faststart``), so a player or ``ffprobe`` can start on the first

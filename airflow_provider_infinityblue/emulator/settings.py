@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SHAPES = ("documented", "wrapped")
+# What a finished generation's video is: rendered at the shape it asked for (emulator/videos.py), or the sample.
+VIDEO_SOURCES = ("rendered", "sample")
 DEFAULT_FAIL_MARKER = "[content-policy]"
 # Where the server listens, and whether it speaks TLS with which certificate, is decided once, when it starts.
 STARTUP_ONLY_SETTINGS = frozenset({"host", "port", "tls", "tls_names", "tls_dir"})
@@ -89,6 +91,9 @@ class EmulatorSettings:
     tls: bool = False
     tls_names: tuple[str, ...] = ()
     tls_dir: Path | None = None
+    # "rendered": each video has the length, size and frame rate its request asked for (within caps), when
+    # ffmpeg is there; "sample": every video is the fixed 3 s 320x180 sample, byte for byte.
+    video: str = "rendered"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -119,6 +124,10 @@ class EmulatorSettings:
             set_(self, "rate_limit", _number("rate_limit", self.rate_limit, minimum=0, exclusive=True))
         if self.shape not in SHAPES:
             raise InvalidSettingError("shape", f"must be one of {', '.join(map(repr, SHAPES))}, got {self.shape!r}")
+        if self.video not in VIDEO_SOURCES:
+            raise InvalidSettingError(
+                "video", f"must be one of {', '.join(map(repr, VIDEO_SOURCES))}, got {self.video!r}"
+            )
         if self.seed is not None:
             set_(self, "seed", _integer("seed", self.seed))
         set_(self, "max_body_mb", _number("max_body_mb", self.max_body_mb, minimum=0, exclusive=True))

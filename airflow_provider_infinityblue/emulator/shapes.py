@@ -19,22 +19,9 @@ from airflow_provider_infinityblue.emulator.lifecycle import (
     EmulatedGeneration,
     Progress,
 )
-from airflow_provider_infinityblue.emulator.sample_video import (
-    SAMPLE_VIDEO_FPS,
-    SAMPLE_VIDEO_HEIGHT,
-    SAMPLE_VIDEO_SECONDS,
-    SAMPLE_VIDEO_WIDTH,
-)
 
 WRAPPED_STATUS = {QUEUED: "NOT_START", IN_PROGRESS: "IN_PROGRESS", COMPLETED: "SUCCESS", FAILED: "FAILURE"}
 VIDEO_FORMAT = "mp4"
-# The served file is always the sample video, so the metadata describes that file.
-VIDEO_METADATA = {
-    "duration": SAMPLE_VIDEO_SECONDS,
-    "width": SAMPLE_VIDEO_WIDTH,
-    "height": SAMPLE_VIDEO_HEIGHT,
-    "fps": SAMPLE_VIDEO_FPS,
-}
 TASK_NOT_EXIST = {"code": "task_not_exist", "message": "task not exist", "data": None}
 
 
@@ -53,8 +40,17 @@ def submission_body(generation: EmulatedGeneration, shape: str) -> dict[str, Any
     return {"task_id": generation.id, "status": QUEUED}
 
 
-def status_body(generation: EmulatedGeneration, progress: Progress, shape: str, video_url: str) -> dict[str, Any]:
-    """The answer to ``GET /v1/video/generations/{task_id}``; ``video_url`` is used once completed."""
+def status_body(
+    generation: EmulatedGeneration,
+    progress: Progress,
+    shape: str,
+    video_url: str,
+    video_metadata: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The answer to ``GET /v1/video/generations/{task_id}``; ``video_url`` and ``video_metadata`` once completed.
+
+    ``video_metadata`` describes the file at ``video_url``; the wrapped shape has no place for it.
+    """
     if shape == "wrapped":
         return _wrap(_wrapped_status(generation, progress, video_url))
     body: dict[str, Any] = {
@@ -65,7 +61,7 @@ def status_body(generation: EmulatedGeneration, progress: Progress, shape: str, 
         "created_at": generation.created_at,
     }
     if progress.status == COMPLETED:
-        body.update(url=video_url, format=VIDEO_FORMAT, metadata=dict(VIDEO_METADATA))
+        body.update(url=video_url, format=VIDEO_FORMAT, metadata=video_metadata or {})
     elif progress.status == FAILED and generation.failure is not None:
         body["error"] = {"code": generation.failure.code, "message": generation.failure.message}
     return body

@@ -7,6 +7,7 @@ same order gives the same answers. The ``/_emulator`` routes draw nothing from i
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import time
@@ -20,10 +21,13 @@ from airflow_provider_infinityblue.emulator.lifecycle import (
     Failure,
 )
 from airflow_provider_infinityblue.emulator.ratelimit import TokenBucket
+from airflow_provider_infinityblue.emulator.sample_video import SAMPLE_VIDEO_PATH
 from airflow_provider_infinityblue.emulator.stats import ConnectionCounts, RequestCounts
+from airflow_provider_infinityblue.emulator.videos import SAMPLE_SHAPE, VideoShape, shared_library
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
 
     from airflow_provider_infinityblue.emulator.settings import EmulatorSettings
     from airflow_provider_infinityblue.emulator.validation import AcceptedGenerationRequest
@@ -54,6 +58,9 @@ class EmulatorState:
         self.requests = RequestCounts()
         # Fed by the listener (emulator/listener.py), at the transport level.
         self.connections = ConnectionCounts()
+        # Renders this emulator started; downloads of a shape already rendered in this process start none.
+        self.video_renders = 0
+        self.videos = shared_library()
         self.clock = clock
         self._wall_clock = wall_clock
         self._random = random.Random(settings.seed)
@@ -77,6 +84,7 @@ class EmulatorState:
         self.generations.clear()
         self.requests.clear()
         self.connections.clear()
+        self.video_renders = 0
         self._random.seed(self.settings.seed)
         self._bucket = self._new_bucket()
         self._request_numbers = itertools.count(1)
@@ -94,6 +102,7 @@ class EmulatorState:
             "requests": self.requests.as_dict(),
             "tasks": self.status_counts(),
             "submissions": len(self.generations),
+            "video_renders": self.video_renders,
             **self.connections.as_dict(),
         }
 
@@ -158,9 +167,28 @@ class EmulatorState:
             duration=duration,
             failure=failure,
             prompt=request.prompt,
+            video=VideoShape.requested(request.body),
         )
         self.generations[generation_id] = generation
         return generation
+
+    def served_video_shape(self, generation: EmulatedGeneration) -> VideoShape:
+        """The shape of the video a download of ``generation`` gets, as far as is known now."""
+        if self.settings.video == "sample":
+            return SAMPLE_SHAPE
+        return self.videos.served_shape(generation.video)
+
+    async def video_file(self, generation: EmulatedGeneration) -> Path:
+        """The file to serve for ``generation``'s video; the first download of a shape waits for its render."""
+        shape = generation.video
+        if self.settings.video == "sample" or shape == SAMPLE_SHAPE:
+            return SAMPLE_VIDEO_PATH
+        render, started = self.videos.start_render(shape)
+        if started:
+            self.video_renders += 1
+        # Awaited off the event loop (the render runs in a worker thread), and shielded: a client that
+        # hangs up must not cancel a render that other downloads wait for.
+        return await asyncio.shield(asyncio.wrap_future(render))
 
     def _random_hex(self, digits: int) -> str:
         return f"{self._random.getrandbits(digits * 4):0{digits}x}"

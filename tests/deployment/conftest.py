@@ -43,7 +43,8 @@ FAST_FAILURE_DETECTION: dict[str, dict[str, object]] = {
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorHandle]:
     """The InfinityBlue API for every process of the deployment: a subprocess on 127.0.0.1."""
-    with emulator_process(generation_seconds=5) as handle:
+    # The fixed sample video: the scenarios check each downloaded file byte for byte against it.
+    with emulator_process(generation_seconds=5, video="sample") as handle:
         yield handle
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ ALL_FLAGS = [
     "--rate-limit", "50",
     "--error-rate", "0.05",
     "--shape", "wrapped",
+    "--video", "sample",
     "--seed", "42",
     "--max-body-mb", "8",
     "--reject-submissions", "2",
@@ -49,6 +51,7 @@ def test_every_flag_parses_into_the_settings() -> None:
         rate_limit=50.0,
         error_rate=0.05,
         shape="wrapped",
+        video="sample",
         seed=42,
         max_body_mb=8.0,
         reject_submissions=2,
@@ -84,6 +87,7 @@ def test_the_api_key_can_come_from_the_environment(monkeypatch: pytest.MonkeyPat
         (["--failure-rate", "1.5"], "--failure-rate: must be a fraction"),
         (["--error-rate", "-1"], "--error-rate: must be at least 0"),
         (["--shape", "xml"], "invalid choice"),
+        (["--video", "4k"], "invalid choice"),
         (["--rate-limit", "0"], "--rate-limit: must be greater than 0"),
         (["--generation-seconds", "3", "--generation-seconds-max", "1"], "--generation-seconds-max"),
         (["--port", "http"], "invalid int value"),
@@ -107,6 +111,7 @@ def test_settings_survive_a_round_trip_through_the_command_line() -> None:
         rate_limit=12.5,
         error_rate=0.3,
         shape="wrapped",
+        video="sample",
         seed=7,
         max_body_mb=1.5,
         reject_submissions=1,
@@ -164,3 +169,30 @@ def _wait_for_listening_url(log_path: Path) -> str:
             return found.group(1)
         time.sleep(0.05)
     raise AssertionError(f"the emulator never said where it listens: {log_path.read_text()}")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "airflow_provider_infinityblue.emulator"],
+        [str(Path(sys.executable).parent / "infinityblue-emulator")],
+    ],
+)
+def test_a_busy_port_is_one_line_naming_it_and_what_to_do(command: list[str]) -> None:
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        port = occupant.getsockname()[1]
+        result = subprocess.run(
+            [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"infinityblue-emulator: port {port} on 127.0.0.1 is already in use")
+    assert "--port" in line
+    assert "Traceback" not in line

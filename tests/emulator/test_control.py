@@ -17,7 +17,8 @@ def test_stats_count_answers_per_route_template_and_tasks_per_status() -> None:
         api.wait_until_finished(done)
         api.wait_until_finished(failed)
         polls_so_far = emulator.stats()["requests"]["GET /v1/video/generations/{task_id}"]["200"]
-        emulator.configure(reject_submissions=1, unavailable_polls=2)
+        # Long enough that "A long one" is still queued when counted, however busy the machine.
+        emulator.configure(reject_submissions=1, unavailable_polls=2, generation_seconds=60)
         api.submit()
         running = api.submit_id(prompt="A long one")
         for task_id in (done, done, done, "unknown"):
@@ -37,6 +38,7 @@ def test_stats_count_answers_per_route_template_and_tasks_per_status() -> None:
         },
         "tasks": {"queued": 1, "in_progress": 0, "completed": 1, "failed": 1},
         "submissions": 3,
+        "video_renders": 0,  # both downloads got the sample: the request asked for no other shape
     }
 
 
@@ -71,6 +73,7 @@ def test_reset_forgets_tasks_and_counts_but_keeps_knobs(emulator, api: ApiClient
         "requests": {},
         "tasks": {"queued": 0, "in_progress": 0, "completed": 0, "failed": 0},
         "submissions": 0,
+        "video_renders": 0,
         "connections": 1,
         "tls_handshakes": 0,
     }
@@ -95,6 +98,7 @@ def test_configure_changes_knobs_at_runtime_and_answers_them_all(emulator) -> No
         "unavailable_polls": 0,
         "invisible_polls": 0,
         "submission_answer_seconds": 0.0,
+        "video": "rendered",
         "api_key_required": False,
     }
     answer = requests.get(f"{emulator.url}/_emulator/config", timeout=10).json()
@@ -109,6 +113,7 @@ def test_configure_changes_knobs_at_runtime_and_answers_them_all(emulator) -> No
         ({"host": "0.0.0.0"}, "host"),
         ({"failure_rate": 2}, "failure_rate"),
         ({"shape": "xml"}, "shape"),
+        ({"video": "4k"}, "video"),
         ({"reject_submissions": "3"}, "reject_submissions"),
         ({"generation_seconds": 3, "generation_seconds_max": 1}, "generation_seconds_max"),
     ],

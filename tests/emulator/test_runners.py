@@ -137,3 +137,29 @@ def test_importing_the_plugin_imports_neither_aiohttp_nor_airflow() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_helpers_import_and_run_where_pytest_cannot_be_imported() -> None:
+    """A deployment script uses emulator_process from here, on a machine without pytest."""
+    probe = (
+        "import sys\n"
+        "sys.modules['pytest'] = None  # any `import pytest` now raises ImportError\n"
+        "from airflow_provider_infinityblue.testing import emulator_process, running_emulator\n"
+        "with running_emulator(generation_seconds=0.1) as in_thread, emulator_process() as in_process:\n"
+        "    print(in_thread.stats()['submissions'], in_process.stats()['submissions'])\n"
+        "try:\n"
+        "    from airflow_provider_infinityblue.testing import infinityblue_emulator\n"
+        "except ImportError as error:\n"
+        "    print('fixtures need pytest:', error.name)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["0 0", "fixtures need pytest: pytest"]
+
+
+def test_the_fixtures_can_still_be_imported_by_name() -> None:
+    from airflow_provider_infinityblue import testing
+
+    assert testing.infinityblue_emulator.__name__ == "infinityblue_emulator"
+    with pytest.raises(AttributeError, match="no_such_fixture"):
+        _ = testing.no_such_fixture

@@ -50,7 +50,8 @@ def operator(
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
-    with running_emulator(generation_seconds=0.2) as handle:
+    # The fixed sample, so that every transfer can be checked byte for byte against a file known in advance.
+    with running_emulator(generation_seconds=0.2, video="sample") as handle:
         monkeypatch.setenv("AIRFLOW_CONN_INFINITYBLUE_DEFAULT", handle.airflow_connection())
         yield handle
 

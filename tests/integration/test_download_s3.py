@@ -32,7 +32,8 @@ REGION = "us-east-1"
 @pytest.fixture
 def video_url(monkeypatch: pytest.MonkeyPatch) -> str:
     """The URL of a video finished on the emulator, found with the real hook."""
-    with running_emulator(generation_seconds=0.2) as emulator:
+    # The fixed sample, so that the stored object can be checked byte for byte against a file known in advance.
+    with running_emulator(generation_seconds=0.2, video="sample") as emulator:
         monkeypatch.setenv("AIRFLOW_CONN_INFINITYBLUE_DEFAULT", emulator.airflow_connection())
         with InfinityBlueHook() as hook:
             generation_id = hook.submit_generation(GenerationRequest(prompt="A kite over dunes", model="veo_3_1"))

@@ -16,13 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
 from airflow_provider_infinityblue.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.conftest import FAKE_API_KEY
+from tests.emulator.video_probe import probe_video
 
 EXAMPLES = Path(__file__).parents[2] / "example_dags"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("example_*.py"))
-SAMPLE_MP4 = Path(__file__).parents[2] / "airflow_provider_infinityblue" / "emulator" / "sample.mp4"
 # What importing one example may cost once Airflow itself is loaded: the provider's share of a DAG parse.
 PARSE_BUDGET_SECONDS = 0.5
 REVIEW = "example_infinityblue_review_and_publish"
@@ -93,7 +94,10 @@ def test_text_to_video(run_dag, emulator, tmp_path, with_logical_date) -> None:
     assert result.state == "success", result.logs[-3000:]
     video = Path(result.xcom[("download", "return_value")])
     assert video.parent == tmp_path / "text_to_video"
-    assert video.read_bytes() == SAMPLE_MP4.read_bytes()
+    # What the DAG asked for (5 s at 1280x720; the API's default 24 fps), as the emulator renders it.
+    probed = probe_video(video)
+    assert (probed.width, probed.height, probed.fps, probed.frames) == (1280, 720, 24, 120)
+    assert probed.seconds == pytest.approx(5.0, abs=0.05)
     assert result.xcom[("download", "sha256")] == sha256_of(video)
     prompt = result.rendered["generate"]["prompt"]
     assert "{{" not in prompt
@@ -194,7 +198,11 @@ def test_chain_passes_the_video_through_an_asset_event(run_dag, emulator, tmp_pa
     assert published.state == "success", published.logs[-3000:]
     assert published.xcom[("video_to_publish", "return_value")] == url
     copy = Path(published.xcom[("keep_a_copy", "return_value")])
-    assert copy.read_bytes() == SAMPLE_MP4.read_bytes()
+    with requests.Session() as direct:
+        direct.trust_env = False  # the emulator is on loopback, whatever proxy the environment names
+        generated_video = direct.get(url, timeout=60).content
+    assert copy.read_bytes() == generated_video
+    assert probe_video(copy).seconds == pytest.approx(5.0, abs=0.05)  # the 5 s the generating DAG asked for
 
 
 @pytest.mark.airflow(">=3.1", feature="human-in-the-loop operators")
