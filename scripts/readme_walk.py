@@ -18,8 +18,8 @@ no ``AIRFLOW_*`` or ``INFINITYBLUE_*`` variables and no virtualenv on ``PATH``; 
 an obviously fake key, and the emulator's documented port 8089 becomes a free one. Background jobs a block
 starts (``... &``) are stopped when the walk ends.
 
-    python scripts/readme_walk.py            # walk it; exit 0 when every block did what it says
-    python scripts/readme_walk.py --list     # only list the blocks and what the walk does with each
+    python -m scripts.readme_walk            # from the clone's root: exit 0 when every block did what it says
+    python -m scripts.readme_walk --list     # only list the blocks and what the walk does with each
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ import argparse
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from deploy.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -98,12 +99,6 @@ def read_blocks(text: str) -> list[Block]:
         blocks.append(Block(start + 1, language, "\n".join(lines[start + 1 : index]), mode, detail))
         index += 1
     return blocks
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def walk_script(blocks: list[Block], python_files: Path, port: int) -> str:

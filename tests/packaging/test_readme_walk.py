@@ -32,7 +32,7 @@ def test_a_block_without_a_known_directive_is_refused() -> None:
 @pytest.mark.timeout(900)
 def test_the_readme_walks_from_top_to_bottom() -> None:
     result = subprocess.run(
-        [sys.executable, "scripts/readme_walk.py"], cwd=REPO, capture_output=True, text=True, timeout=880
+        [sys.executable, "-m", "scripts.readme_walk"], cwd=REPO, capture_output=True, text=True, timeout=880
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-4000:]
     assert "=== every block ran" in result.stdout
