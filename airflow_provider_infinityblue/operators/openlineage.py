@@ -10,6 +10,7 @@ URI is no dataset at all (its bytes stay out of every event).
 
 from __future__ import annotations
 
+from importlib.metadata import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -31,8 +32,18 @@ if TYPE_CHECKING:
     from airflow_provider_infinityblue.operators.download import InfinityBlueDownloadVideoOperator
     from airflow_provider_infinityblue.operators.infinityblue import InfinityBlueGenerateVideoOperator
 
-PROJECT_URL = "https://pypi.org/project/airflow-provider-infinityblue/"
-PRODUCER = f"{PROJECT_URL}{__version__}/"
+
+def _repository_url() -> str:
+    """The package's ``Repository`` Project-URL (pyproject.toml): one home for the link and the facets."""
+    for entry in metadata("airflow-provider-infinityblue").get_all("Project-URL") or []:
+        name, _, url = entry.partition(",")
+        if name.strip() == "Repository":
+            return url.strip()
+    raise LookupError("airflow-provider-infinityblue's metadata names no Repository URL")
+
+
+PROJECT_URL = _repository_url()
+PRODUCER = f"{PROJECT_URL}/tree/{__version__}"
 """The ``_producer`` of our facets: this provider, at this version."""
 GENERATION_RUN_FACET = "infinityblueGeneration"
 """The name of :class:`InfinityBlueGenerationRunFacet` among a run's facets."""

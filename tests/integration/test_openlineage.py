@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_infinityblue import __version__
 from tests.conftest import FAKE_API_KEY
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def test_the_complete_events_carry_our_inputs_outputs_and_run_facet(
         "height": 720,
         "fps": 24,
     }
-    assert facet["_producer"].startswith("https://pypi.org/project/airflow-provider-infinityblue/")
+    assert facet["_producer"] == f"https://github.com/infinityblue/airflow-provider-infinityblue/tree/{__version__}"
     assert facet["_schemaURL"].endswith("#/$defs/InfinityBlueGenerationRunFacet")
     assert [(d["namespace"], d["name"]) for d in generate["inputs"]] == [("https://images.example", "/first-frame.png")]
     assert [(d["namespace"], d["name"]) for d in generate["outputs"]] == [

@@ -68,8 +68,8 @@ class TestGenerate:
         facet = lineage.run_facets[GENERATION_RUN_FACET]
         assert isinstance(facet, InfinityBlueGenerationRunFacet)
         assert as_json(lineage)["run"][GENERATION_RUN_FACET] == {
-            "_producer": f"https://pypi.org/project/airflow-provider-infinityblue/{__version__}/",
-            "_schemaURL": "https://pypi.org/project/airflow-provider-infinityblue/#/$defs/InfinityBlueGenerationRunFacet",
+            "_producer": f"https://github.com/infinityblue/airflow-provider-infinityblue/tree/{__version__}",
+            "_schemaURL": "https://github.com/infinityblue/airflow-provider-infinityblue#/$defs/InfinityBlueGenerationRunFacet",
             "model": "veo_3_1",
             "generationId": context["ti"].xcom["infinityblue_task_id"],
             "duration": 5,
